@@ -1,0 +1,107 @@
+"""``cosmic-tl`` (also ``python -m cosmic_tl``): the pipeline and experiments from the shell.
+
+Every option defaults to :class:`cosmic_tl.config.RunConfig`; ``--config FILE.toml`` replaces the
+flags (flags given explicitly win over the file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from cosmic_tl.config import PRESETS, SELECTION, STEERING, SUBSTRING_VARIANTS, SYSTEM_CHOICES, ConfigError, RunConfig
+
+log = logging.getLogger("cosmic_tl")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    d = RunConfig()
+    p.add_argument("--config", type=Path, help="TOML file of RunConfig fields (flags override it)")
+    p.add_argument("--model", help=f"shipped name, Hugging Face id, folder or .gguf (default {d.model})")
+    p.add_argument("--steering", choices=STEERING, help=f"default {d.steering}")
+    p.add_argument("--selection", choices=SELECTION, help=f"default {d.selection}")
+    p.add_argument("--preset", choices=list(PRESETS), help=f"sizes (default {d.preset})")
+    p.add_argument("--system", help=f"system turn: {SYSTEM_CHOICES} (default {d.system})")
+    p.add_argument("--substring-variant", choices=SUBSTRING_VARIANTS, help=f"default {d.substring_variant}")
+    for name in ("n_train", "n_val", "n_test", "max_new_tokens", "layer_stride", "batch_size", "gen_batch_size", "seed"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override (default {getattr(d, name)})")
+    p.add_argument("--alpha", type=float, help=f"addition coefficient (default {d.alpha})")
+    p.add_argument("--dtype", help=f"float32 | bfloat16 | float16 (default {d.dtype})")
+    p.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda if available)")
+    p.add_argument("--model-judge", action="store_true", default=None, help="also judge with the model itself")
+    p.add_argument("--out", type=Path, required=True, help="run folder (resumed if it holds this config)")
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Build the RunConfig from a parsed namespace (``--config`` file first, flags on top)."""
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    flags = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if args.config is not None:
+        return RunConfig.from_toml(args.config, **flags)
+    return RunConfig(**flags)
+
+
+def _cmd_run(args) -> int:
+    from cosmic_tl.pipeline import run_pipeline
+
+    summary = run_pipeline(config_from_args(args), args.out, progress=not args.quiet, log=log.info)
+    print((Path(args.out) / "report.md").read_text())
+    print(f"Artifacts: {args.out}/  (summary.json, report.md, figures/*.html)")
+    return 0 if summary else 1
+
+
+def _cmd_models(args) -> int:
+    from cosmic_tl.shipped import DEFAULT_MODEL, SHIPPED_MODELS
+
+    for name, m in SHIPPED_MODELS.items():
+        mark = " (default)" if name == DEFAULT_MODEL else ""
+        print(f"{name}{mark}: {m.hf_id}\n    install: {m.install}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cosmic-tl", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="the end-to-end COSMIC pipeline")
+    _add_run_options(run)
+    run.set_defaults(fn=_cmd_run)
+    models = sub.add_parser("models", help="list the shipped offline models")
+    models.set_defaults(fn=_cmd_models)
+    from cosmic_tl.experiments.cli import add_experiment_commands
+
+    add_experiment_commands(sub, _add_run_options, config_from_args)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    for noisy in ("transformers", "transformer_lens", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        return args.fn(args)
+    except KeyboardInterrupt:
+        print("Interrupted; finished steps are saved and will be reused on the next run.", file=sys.stderr)
+        return 130
+    except (ConfigError, ValueError, OSError, RuntimeError) as e:
+        if args.verbose:
+            raise
+        print(f"cosmic-tl: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _dump(obj) -> str:
+    return json.dumps(obj, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The paper's robustness experiments, composed from the method modules."""

@@ -1,0 +1,206 @@
+"""Evaluation metrics: refusal/ASR tables (spec §7.3), next-token KL (§4.3), refusal score (§5)
+and cross-entropy of completions.
+
+:func:`kl_divergence` and :func:`refusal_score` are pure tensor functions shared with direction
+selection; the rest run a :class:`~cosmic_tl.models.ChatModel`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import pandas as pd
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from cosmic_tl.generation import FwdHooks
+from cosmic_tl.judges import jailbreak_flags
+from cosmic_tl.models import ChatModel
+from cosmic_tl.prompts import pad_token_id
+
+KL_EPS = 1e-6
+REFUSAL_SCORE_EPS = 1e-8
+ALL_CATEGORIES = "all"
+UNCATEGORIZED = "uncategorized"
+
+
+def kl_divergence(
+    logits_p: Float[Tensor, "... vocab"], logits_q: Float[Tensor, "... vocab"]
+) -> Float[Tensor, "..."]:
+    """KL(P‖Q) per row, P = softmax(logits_p) the reference (the unintervened model).
+
+    Exactly as the authors compute it: float64 softmax, ``Σ_v P·(log(P + 1e-6) − log(Q + 1e-6))``.
+    """
+    if logits_p.shape != logits_q.shape:
+        raise ValueError(f"Logit shapes differ: {tuple(logits_p.shape)} vs {tuple(logits_q.shape)}.")
+    p = torch.softmax(logits_p.to(torch.float64), dim=-1)
+    q = torch.softmax(logits_q.to(torch.float64), dim=-1)
+    return (p * (torch.log(p + KL_EPS) - torch.log(q + KL_EPS))).sum(dim=-1)
+
+
+def refusal_score(logits: Float[Tensor, "... vocab"], refusal_token_ids: Sequence[int]) -> Float[Tensor, "..."]:
+    """Log-odds of the refusal tokens: ``log(p_R + 1e-8) − log(1 − p_R + 1e-8)`` (float64).
+
+    ``p_R`` is the total next-token probability of ``refusal_token_ids`` (Arditi et al.).
+    """
+    if len(refusal_token_ids) == 0:
+        raise ValueError("refusal_token_ids is empty; the refusal score needs at least one token id.")
+    probs = torch.softmax(logits.to(torch.float64), dim=-1)
+    p = probs[..., list(refusal_token_ids)].sum(dim=-1)
+    return torch.log(p + REFUSAL_SCORE_EPS) - torch.log(1 - p + REFUSAL_SCORE_EPS)
+
+
+def refusal_table(records: Sequence[dict], judge_flags: Sequence[bool], *, dataset: str, condition: str) -> pd.DataFrame:
+    """Per-category and overall refusal rate and attack success rate.
+
+    Args:
+        records: ``{category, prompt, response}`` dicts (see ``completions_records``).
+        judge_flags: A judge's refusal flags for the records, in order.
+        dataset: Label for the ``dataset`` column (e.g. "harmful_test").
+        condition: Label for the ``condition`` column (e.g. "baseline", "ablation").
+
+    Returns:
+        Columns dataset, condition, category, n, refusal_rate, asr. One row per category (sorted;
+        a None category is "uncategorized"), omitted when no record has a category, then an
+        "all" row. ``asr`` is the mean jailbreak flag (not a refusal and ≥ 2 characters) and
+        ``refusal_rate = 1 − asr``, so empty or one-character responses count as refusals: the
+        authors' harmless "1 − success rate" (spec §7.3).
+    """
+    if len(records) == 0:
+        raise ValueError("No records to tabulate.")
+    responses = [r["response"] for r in records]
+    jailbroken = jailbreak_flags(judge_flags, responses)
+    frame = pd.DataFrame(
+        {"category": [r.get("category") or UNCATEGORIZED for r in records], "jailbroken": jailbroken}
+    )
+    groups = []
+    if any(r.get("category") for r in records):
+        groups = [(name, g["jailbroken"]) for name, g in frame.groupby("category", sort=True)]
+    groups.append((ALL_CATEGORIES, frame["jailbroken"]))
+    rows = [
+        {
+            "dataset": dataset,
+            "condition": condition,
+            "category": name,
+            "n": len(flags),
+            "refusal_rate": 1.0 - float(flags.mean()),
+            "asr": float(flags.mean()),
+        }
+        for name, flags in groups
+    ]
+    return pd.DataFrame(rows)
+
+
+def summarize(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Stack refusal tables and keep only the overall ("all") rows, one per dataset × condition."""
+    if len(tables) == 0:
+        raise ValueError("No tables to summarize.")
+    stacked = pd.concat(list(tables), ignore_index=True)
+    return stacked[stacked["category"] == ALL_CATEGORIES].reset_index(drop=True)
+
+
+def last_position_logits(
+    model: ChatModel,
+    instructions: Sequence[str],
+    *,
+    fwd_hooks: FwdHooks = (),
+    batch_size: int = 32,
+    progress: bool = False,
+) -> Float[Tensor, "n vocab"]:
+    """Next-token logits after each chat-formatted instruction (float32, on CPU)."""
+    if len(instructions) == 0:
+        raise ValueError("No instructions (the list is empty).")
+    chunks = []
+    starts = range(0, len(instructions), batch_size)
+    for i in tqdm(starts, desc="last-position logits", disable=not progress):
+        tokens = model.tokenize(instructions[i : i + batch_size])
+        with torch.no_grad(), model.bridge.hooks(fwd_hooks=list(fwd_hooks)):
+            # logits_to_keep=1: unembedding every position would cost more than the model body.
+            logits = model.bridge(tokens.input_ids, attention_mask=tokens.attention_mask, logits_to_keep=1)
+        # Left padding puts every prompt's last real token at position -1.
+        chunks.append(logits[:, -1].float().cpu())
+    return torch.cat(chunks)
+
+
+def next_token_kl(
+    model: ChatModel,
+    instructions: Sequence[str],
+    fwd_hooks: FwdHooks,
+    batch_size: int = 32,
+    *,
+    progress: bool = False,
+) -> float:
+    """Mean over prompts of KL(baseline ‖ hooked) of the next-token distribution (spec §4.3)."""
+    base = last_position_logits(model, instructions, batch_size=batch_size, progress=progress)
+    hooked = last_position_logits(model, instructions, fwd_hooks=fwd_hooks, batch_size=batch_size, progress=progress)
+    return float(kl_divergence(base, hooked).mean())
+
+
+def ce_loss(
+    model: ChatModel,
+    instructions: Sequence[str],
+    completions: Sequence[str],
+    fwd_hooks: FwdHooks = (),
+    batch_size: int = 8,
+    *,
+    progress: bool = False,
+) -> dict:
+    """Cross-entropy of completions given their chat-formatted instructions.
+
+    Each row is the prompt's token ids followed by the completion's (tokenized on its own, no
+    special tokens, no eos appended). Only completion tokens are scored, starting with the
+    first one, which the last template token predicts; prompt and padding are masked out.
+
+    Returns:
+        ``{"ce": total NLL / n_tokens, "ppl": exp(ce), "n_tokens": n_tokens}``.
+
+    Raises:
+        ValueError: on mismatched lengths, a row longer than the model's context, or no
+            completion tokens at all.
+    """
+    if len(instructions) != len(completions):
+        raise ValueError(f"{len(instructions)} instructions but {len(completions)} completions; they must pair up.")
+    if len(instructions) == 0:
+        raise ValueError("No instructions (the list is empty).")
+    tok = model.tokenizer
+    prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in model.format(instructions)]
+    answers = [tok(c, add_special_tokens=False)["input_ids"] for c in completions]
+    total_nll, n_tokens = 0.0, 0
+    starts = range(0, len(prompts), batch_size)
+    for i in tqdm(starts, desc="ce loss", disable=not progress):
+        nll, n = _batch_nll(model, prompts[i : i + batch_size], answers[i : i + batch_size], fwd_hooks)
+        total_nll += nll
+        n_tokens += n
+    if n_tokens == 0:
+        raise ValueError("Every completion is empty; there are no tokens to score.")
+    ce = total_nll / n_tokens
+    return {"ce": ce, "ppl": math.exp(ce), "n_tokens": n_tokens}
+
+
+def _batch_nll(
+    model: ChatModel, prompts: list[list[int]], answers: list[list[int]], fwd_hooks: FwdHooks
+) -> tuple[float, int]:
+    rows = [p + a for p, a in zip(prompts, answers)]
+    width = max(len(r) for r in rows)
+    if model.max_context is not None and width > model.max_context:
+        raise ValueError(f"A prompt plus completion is {width} tokens, longer than the context ({model.max_context}).")
+    ids = torch.full((len(rows), width), pad_token_id(model.tokenizer), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    scored = torch.zeros_like(ids, dtype=torch.bool)  # True where the *target* token is a completion token
+    for k, (row, answer) in enumerate(zip(rows, answers)):
+        ids[k, width - len(row) :] = torch.tensor(row)
+        mask[k, width - len(row) :] = 1
+        if answer:
+            scored[k, width - len(answer) :] = True
+    ids, mask = ids.to(model.device), mask.to(model.device)
+    with torch.no_grad(), model.bridge.hooks(fwd_hooks=list(fwd_hooks)):
+        logits = model.bridge(ids, attention_mask=mask)
+    # Logits at position t predict token t+1; select only the positions whose target is scored.
+    select = scored[:, 1:].to(logits.device)
+    pred = logits[:, :-1][select].float()
+    target = ids[:, 1:][select]
+    nll = torch.nn.functional.cross_entropy(pred, target, reduction="sum")
+    return float(nll), int(select.sum())

@@ -1,0 +1,134 @@
+"""COSMIC selection: pick the direction and layer from activations alone (COSMIC_SPEC §4).
+
+A candidate scores well when ablating it makes harmful prompts' read-outs look harmless (``s_abl``)
+and adding it makes harmless prompts look harmful (``s_add``); ``score = s_abl + s_add``. The KL
+filter and layer pruning of Arditi et al. are kept, plus the authors' position -1 median rule.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pandas as pd
+import torch
+
+from cosmic_tl.directions import Candidates
+from cosmic_tl.models import ChatModel
+from cosmic_tl.selection.result import Selection, is_nan, is_zero_direction, rank_and_pick
+from cosmic_tl.selection.scoring import CandidateScorer, ScoringPlan
+
+KL_THRESHOLD = 0.1
+PRUNE_FRACTION = 0.2
+
+
+def late_layer_cutoff(n_layers: int, prune_fraction: float) -> int:
+    """Candidates at layers ``>= int(n_layers * (1 - prune_fraction))`` are pruned."""
+    return int(n_layers * (1 - prune_fraction))
+
+
+def median_rule_max_layer(table: pd.DataFrame) -> int | None:
+    """The deepest layer position -1 may use (COSMIC_SPEC §4.4e), or None without other positions.
+
+    For every position except -1, take the layer of the highest ``s_abl`` (NaN counts as -inf,
+    first maximum on ties); ``m_A`` is the lower median of those layers. ``m_S`` is the same from
+    ``s_add``. Position -1 may use layers ``<= max(m_A, m_S)``.
+    """
+    others = table[table.position != -1]
+    if others.empty:
+        return None
+    medians = []
+    for col in ("s_abl", "s_add"):
+        grid = others.pivot(index="position", columns="layer", values=col)
+        m = torch.nan_to_num(torch.tensor(grid.to_numpy(), dtype=torch.float64), nan=float("-inf"))
+        best_layers = torch.tensor(grid.columns.to_numpy())[torch.argmax(m, dim=1)]
+        medians.append(int(torch.median(best_layers)))  # torch: the lower middle value
+    return max(medians)
+
+
+def cosmic_filter_reasons(
+    table: pd.DataFrame, n_layers: int, *, kl_threshold: float = KL_THRESHOLD, prune_fraction: float = PRUNE_FRACTION
+) -> list[str]:
+    """Why each candidate is dropped ("" when kept), in the order the rules are checked."""
+    cutoff = late_layer_cutoff(n_layers, prune_fraction)
+    max_last = median_rule_max_layer(table)
+    zero = is_zero_direction(table)
+    reasons = []
+    for k, row in enumerate(table.itertuples()):
+        if row.layer >= cutoff:
+            reasons.append(f"late layer (>= {cutoff})")
+        elif zero.iat[k]:
+            reasons.append("zero direction")
+        elif is_nan(row.s_abl, row.s_add, row.kl):
+            reasons.append("nan")
+        elif row.kl > kl_threshold:
+            reasons.append(f"kl > {kl_threshold}")
+        elif row.position == -1 and max_last is not None and row.layer > max_last:
+            reasons.append(f"pos -1 median rule (layer > {max_last})")
+        else:
+            reasons.append("")
+    return reasons
+
+
+def select_cosmic(
+    model: ChatModel,
+    candidates: Candidates,
+    harmful_val: Sequence[str],
+    harmless_val: Sequence[str],
+    eval_layers: Sequence[int],
+    *,
+    steering: str = "ace",
+    batch_size: int = 32,
+    kl_threshold: float = KL_THRESHOLD,
+    prune_fraction: float = PRUNE_FRACTION,
+    parity_inplace: bool = True,
+    progress: bool = True,
+    scorer: CandidateScorer | None = None,
+    layers: Sequence[int] | None = None,
+) -> Selection:
+    """Choose a refusal direction by COSMIC's activation-only scores.
+
+    Args:
+        model: The chat model the candidates came from.
+        candidates: Difference-in-means directions and harmless means per (position, layer).
+        harmful_val, harmless_val: Validation instructions.
+        eval_layers: L_low read-out indices (see :func:`cosmic_tl.similarity.evaluation_layers`).
+        steering: ``"ace"`` (affine, single layer) or ``"lce"`` (all-layer ablation, +r addition).
+        batch_size: Prompts per forward pass.
+        kl_threshold: Candidates whose ablation moves harmless next-token distributions more than
+            this are dropped.
+        prune_fraction: The last fraction of layers is never chosen.
+        parity_inplace: Reproduce the authors' in-place LCE read-out (COSMIC_SPEC §10).
+        progress: Show progress bars.
+        scorer: A scorer built earlier on the same validation sets (reused, e.g. for agreement).
+        layers: Only consider candidates at these layers (default: all; quick runs use a stride).
+
+    Returns:
+        The :class:`Selection`, with every candidate's ``s_abl``, ``s_add``, ``kl``, ``score``
+        and the reason it was dropped.
+    """
+    scorer = scorer or CandidateScorer(
+        model, harmful_val, harmless_val, eval_layers,
+        steering=steering, batch_size=batch_size, parity_inplace=parity_inplace, progress=progress,
+    )
+    cutoff = late_layer_cutoff(model.n_layers, prune_fraction)
+    plan = ScoringPlan(
+        pruned=lambda pos, layer: layer >= cutoff,
+        readout_positions=[p for p in candidates.positions if p != -1],
+    )
+    table = scorer.score_all(candidates, plan, layers)
+    table["score"] = table.s_abl + table.s_add
+    reasons = cosmic_filter_reasons(table, model.n_layers, kl_threshold=kl_threshold, prune_fraction=prune_fraction)
+    table = rank_and_pick(table, reasons)
+    pick = table[table.chosen].iloc[0]
+    direction = candidates.direction(
+        int(pick.position), int(pick.layer), method="cosmic", steering=scorer.steering,
+        n_val=(scorer.n_harmful, scorer.n_harmless), eval_layers=list(eval_layers),
+    )
+    return Selection(
+        method="cosmic",
+        steering=scorer.steering,
+        table=table,
+        direction=direction,
+        eval_layers=list(eval_layers),
+        baselines={"cos_b_pos_b_neg": scorer.noop["s_abl"]},
+    )
