@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from cosmic_tl.directions import Candidates
 from cosmic_tl.models import ChatModel
-from cosmic_tl.prompts import TokenizedPrompts
+from cosmic_tl.prompts import TokenizedPrompts, check_instructions
 
 Hooks = list[tuple[str, Callable]]
 
@@ -29,6 +29,7 @@ def batches(model: ChatModel, instructions: Sequence[str], batch_size: int) -> I
     """Tokenized left-padded batches; prompts are grouped by length to cut padding."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    check_instructions(instructions)
     order = sorted(range(len(instructions)), key=lambda i: len(instructions[i]))
     for start in range(0, len(order), batch_size):
         yield model.tokenize([instructions[i] for i in order[start : start + batch_size]])
@@ -36,12 +37,18 @@ def batches(model: ChatModel, instructions: Sequence[str], batch_size: int) -> I
 
 def _check_layers(model: ChatModel, layers: Sequence[int]) -> list[int]:
     layers = list(layers)
+    if not layers:
+        raise ValueError("No layers to read (the layer list is empty).")
     bad = [l for l in layers if not 0 <= l < model.n_layers]
     if bad:
-        raise ValueError(f"Layer indices {bad} are out of range for a {model.n_layers}-layer model.")
+        raise ValueError(
+            f"Layer indices {bad} are out of range for a {model.n_layers}-layer model "
+            f"(valid: 0..{model.n_layers - 1})."
+        )
     return layers
 
 
+@torch.no_grad()
 def mean_resid_pre(
     model: ChatModel,
     instructions: Sequence[str],
@@ -111,6 +118,7 @@ def readout_hook_names(model: ChatModel, readout_layers: Sequence[int], after_in
     return names
 
 
+@torch.no_grad()
 def last_token_readouts(
     model: ChatModel,
     batch: TokenizedPrompts,
@@ -133,7 +141,7 @@ def last_token_readouts(
     Returns:
         (read-outs in float32, last-position logits in float32 or None).
     """
-    names = readout_hook_names(model, readout_layers, after_intervention)
+    names = readout_hook_names(model, _check_layers(model, readout_layers), after_intervention)
     out: list[Tensor | None] = [None] * len(names)
 
     def make_reader(k: int):
@@ -148,7 +156,7 @@ def last_token_readouts(
     deepest = None if needs_final else max(int(n.split(".")[1]) for n in names) + 1
     with model.bridge.hooks(fwd_hooks=list(fwd_hooks) + readers):
         # logits_to_keep=1: the unembedding of every position would cost more than the body.
-        extra = {"logits_to_keep": 1} if return_logits else {}
+        extra = {"logits_to_keep": 1} if deepest is None else {}
         logits = model.bridge(batch.input_ids, attention_mask=batch.attention_mask, stop_at_layer=deepest, **extra)
     last_logits = logits[:, -1, :].to(torch.float32) if return_logits else None
     return torch.stack(out, dim=1), last_logits

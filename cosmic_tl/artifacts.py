@@ -1,7 +1,8 @@
 """A run folder: atomic artifact writes and resumable steps.
 
 Every file is written to a temporary sibling and renamed into place, so an interrupted run never
-leaves a half-written artifact where a finished one is expected. A step is finished when its marker
+leaves a half-written artifact where a finished one is expected (the temporary files of a killed
+run are removed when its folder is opened again). A step is finished when its marker
 ``steps/<name>.json`` exists; markers are written after the step's artifacts, so a crash between
 the two only makes the step run again.
 """
@@ -33,6 +34,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # e.g. a full disk: name the file; the previous version is untouched
+        Path(tmp).unlink(missing_ok=True)
+        if e.errno is None:
+            raise
+        raise OSError(e.errno, f"Could not write {path}: {e.strerror or e}") from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -114,6 +120,13 @@ class RunFolder:
         else:
             write_json(cfg_path, {"fingerprint": fingerprint, "config": config})
         self.fingerprint = fingerprint
+        self._remove_stale_temp_files()
+
+    def _remove_stale_temp_files(self) -> None:
+        """Delete the temporary files of writes a killed run never finished; nothing reads them."""
+        for tmp in self.root.rglob(".*.tmp"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
 
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)

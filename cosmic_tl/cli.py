@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import logging
 import sys
@@ -16,6 +17,10 @@ from pathlib import Path
 from cosmic_tl.config import PRESETS, SELECTION, STEERING, SUBSTRING_VARIANTS, SYSTEM_CHOICES, ConfigError, RunConfig
 
 log = logging.getLogger("cosmic_tl")
+
+# Errors caused by the input (names, files, sizes, disk): one line on stderr, exit 2; --verbose
+# re-raises them with the traceback. Anything else is a bug and always shows its traceback.
+USER_ERRORS = (ConfigError, ValueError, OSError, RuntimeError, ImportError, FloatingPointError)
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -48,7 +53,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def _cmd_run(args) -> int:
     from cosmic_tl.pipeline import run_pipeline
 
-    summary = run_pipeline(config_from_args(args), args.out, progress=not args.quiet, log=log.info)
+    config = config_from_args(args)
+    log.debug("Configuration (fingerprint %s): %s", config.fingerprint(), _dump(config.to_dict()))
+    summary = run_pipeline(config, args.out, progress=not args.quiet, log=log.info)
     print((Path(args.out) / "report.md").read_text())
     print(f"Artifacts: {args.out}/  (summary.json, report.md, figures/*.html)")
     return 0 if summary else 1
@@ -63,10 +70,14 @@ def _cmd_models(args) -> int:
     return 0
 
 
+def _add_global_options(p: argparse.ArgumentParser, default) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", default=default, help="debug logging and tracebacks")
+    p.add_argument("-q", "--quiet", action="store_true", default=default, help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cosmic-tl", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_global_options(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="the end-to-end COSMIC pipeline")
     _add_run_options(run)
@@ -76,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cosmic_tl.experiments.cli import add_experiment_commands
 
     add_experiment_commands(sub, _add_run_options, config_from_args)
+    for command in sub.choices.values():
+        # -v/-q also work after the subcommand; SUPPRESS keeps it from resetting the global flags.
+        _add_global_options(command, default=argparse.SUPPRESS)
     return parser
 
 
@@ -92,11 +106,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted; finished steps are saved and will be reused on the next run.", file=sys.stderr)
         return 130
-    except (ConfigError, ValueError, OSError, RuntimeError) as e:
+    except USER_ERRORS as e:
         if args.verbose:
             raise
-        print(f"cosmic-tl: error: {e}", file=sys.stderr)
+        hint = " (free some space and rerun: finished steps are reused)" if _disk_full(e) else ""
+        print(f"cosmic-tl: error: {_one_line(e)}{hint}", file=sys.stderr)
         return 2
+
+
+def _disk_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line (multi-line messages, e.g. a pip command, are joined)."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
 
 
 def _dump(obj) -> str:

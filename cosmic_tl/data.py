@@ -207,7 +207,8 @@ def sample_paper(
         n, available = sizes[name.rsplit("_", 1)[1]], len(splits[name])
         if n > available:
             raise DatasetError(
-                f"Cannot sample {n} prompts from split {name!r}: it has only {available}."
+                f"Cannot sample {n} prompts from split {name!r}: it has only {available}; "
+                f"use n_{name.rsplit('_', 1)[1]} <= {available}."
             )
 
     rng = random.Random(seed)

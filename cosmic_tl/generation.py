@@ -47,7 +47,8 @@ def generate_completions(
         without special tokens and stripped of surrounding whitespace.
 
     Raises:
-        ValueError: if ``instructions`` is empty or ``max_new_tokens``/``batch_size`` < 1.
+        ValueError: if ``instructions`` is empty, ``max_new_tokens``/``batch_size`` < 1, or a prompt
+            plus ``max_new_tokens`` does not fit the model's context.
     """
     if isinstance(instructions, str):
         raise TypeError("instructions must be a sequence of strings, not a single string.")
@@ -55,7 +56,7 @@ def generate_completions(
         raise ValueError("No instructions to generate from (the list is empty).")
     if max_new_tokens < 1 or batch_size < 1:
         raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens} and {batch_size}.")
-    order = _longest_first(model, instructions)
+    order = _longest_first(model, instructions, max_new_tokens)
     responses: list[str | None] = [None] * len(instructions)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for batch in tqdm(batches, desc="generate", disable=not progress):
@@ -65,14 +66,22 @@ def generate_completions(
     return responses  # type: ignore[return-value]
 
 
-def _longest_first(model: ChatModel, instructions: Sequence[str]) -> list[int]:
+def _longest_first(model: ChatModel, instructions: Sequence[str], max_new_tokens: int) -> list[int]:
     """Indices of the instructions sorted by formatted token length, longest first.
 
     Longest first means a prompt too long for memory fails in the first batch, not the last.
-    The sort is stable, so equal-length prompts keep their order.
+    The sort is stable, so equal-length prompts keep their order. A prompt whose completion would
+    run past the model's context is refused here, before any generation.
     """
     lengths = [len(model.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in model.format(instructions)]
-    return sorted(range(len(instructions)), key=lambda i: -lengths[i])
+    order = sorted(range(len(instructions)), key=lambda i: -lengths[i])
+    context, longest = model.max_context, lengths[order[0]]
+    if context is not None and longest + max_new_tokens > context:
+        raise ValueError(
+            f"Prompt {order[0]} is {longest} tokens long; with max_new_tokens={max_new_tokens} it would "
+            f"exceed the model's context ({context} tokens). Shorten the prompt or lower max_new_tokens."
+        )
+    return order
 
 
 def _generate_batch(model: ChatModel, instructions: list[str], fwd_hooks: FwdHooks, max_new_tokens: int) -> list[str]:

@@ -17,6 +17,7 @@ the activation's dtype/device once per dtype/device.
 from __future__ import annotations
 
 import math
+import operator
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -36,7 +37,29 @@ NORM_EPS = 1e-8  # r̂ = r / (‖r‖ + eps), as in the authors' hooks
 
 def resid_pre(layer: int) -> str:
     """The hook name of block ``layer``'s residual input (HF decoder-layer input)."""
-    return f"blocks.{layer}.hook_resid_pre"
+    try:
+        index = operator.index(layer)
+    except TypeError:
+        raise TypeError(f"layer must be an integer block index, got {layer!r}.") from None
+    if index < 0:
+        raise ValueError(f"layer must be a non-negative block index, got {index}.")
+    return f"blocks.{index}.hook_resid_pre"
+
+
+def _checked(name: str, tensor: Tensor) -> Tensor:
+    """``tensor`` as float64, or a ValueError if it is not a finite vector."""
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"The {name} must be a torch.Tensor, got {type(tensor).__name__}.")
+    if tensor.dim() != 1:
+        raise ValueError(f"The {name} must be a vector of size d_model, got shape {tuple(tensor.shape)}.")
+    _check_finite(name, tensor)
+    return tensor.detach().to(torch.float64)
+
+
+def _check_alpha(alpha: float) -> float:
+    if not math.isfinite(alpha):
+        raise ValueError(f"alpha must be finite, got {alpha}.")
+    return float(alpha)
 
 
 class _PerDtype:
@@ -49,6 +72,12 @@ class _PerDtype:
     def like(self, x: Tensor) -> Tensor:
         key = (x.dtype, x.device)
         if key not in self._cast:
+            # Checked once per dtype/device: a direction from another model fails here, clearly.
+            if x.shape[-1] != self.tensor.shape[-1]:
+                raise ValueError(
+                    f"The direction has {self.tensor.shape[-1]} entries but the activations have "
+                    f"d_model={x.shape[-1]}: it belongs to another model."
+                )
             self._cast[key] = self.tensor.to(device=x.device, dtype=x.dtype)
         return self._cast[key]
 
@@ -62,7 +91,7 @@ class LinearAblation:
     """Hook fn x -> x - (x.r̂) r̂, r̂ normalised in float64 then cast (spec §6)."""
 
     def __init__(self, direction: Float[Tensor, "d_model"]):
-        r = direction.detach().to(torch.float64)
+        r = _checked("direction", direction)
         self._unit = _PerDtype(r / (r.norm() + NORM_EPS))
 
     def __call__(self, x: Float[Tensor, "... d_model"], hook=None) -> Tensor:
@@ -76,8 +105,8 @@ class LinearAddition:
     """Hook fn x -> x + alpha r with the unnormalised mean difference r."""
 
     def __init__(self, direction: Float[Tensor, "d_model"], alpha: float):
-        self.alpha = float(alpha)
-        self._shift = _PerDtype(self.alpha * direction.detach().to(torch.float64))
+        self.alpha = _check_alpha(alpha)
+        self._shift = _PerDtype(self.alpha * _checked("direction", direction))
 
     def __call__(self, x: Float[Tensor, "... d_model"], hook=None) -> Tensor:
         return x + self._shift.like(x)
@@ -96,9 +125,9 @@ class AffineEdit:
     def __init__(
         self, direction: Float[Tensor, "d_model"], reference: Float[Tensor, "d_model"], alpha: float
     ):
-        self.alpha = float(alpha)
-        self._direction = _PerDtype(direction.detach().to(torch.float64))
-        self._reference = _PerDtype(reference.detach().to(torch.float64))
+        self.alpha = _check_alpha(alpha)
+        self._direction = _PerDtype(_checked("direction", direction))
+        self._reference = _PerDtype(_checked("reference", reference))
         self._terms: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
 
     def _unit_and_offset(self, x: Tensor) -> tuple[Tensor, Tensor]:

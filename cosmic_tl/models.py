@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import pickle
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,27 +125,68 @@ class ChatModel:
         }
 
 
-def _resolve_source(name_or_path: str) -> tuple[Path | str, str]:
-    """Return (what to load with from_pretrained, the HF id that names the architecture)."""
+# A local Hugging Face folder needs, besides config.json, one tokenizer file and weights.
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+
+
+def _check_model_folder(path: Path) -> None:
+    """Raise :class:`ModelNotFoundError` naming what ``path`` lacks to be a loadable model folder."""
+    if not path.is_dir() or not (path / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"{path} is not a model: expected a Hugging Face folder with config.json "
+            "(and weights), or a .gguf file."
+        )
+    if not any((path / f).is_file() for f in _TOKENIZER_FILES):
+        raise ModelNotFoundError(
+            f"{path} has no tokenizer (none of {', '.join(_TOKENIZER_FILES)}); save it beside the "
+            "weights with tokenizer.save_pretrained(folder)."
+        )
+    if not any(next(path.glob(pattern), None) for pattern in _WEIGHT_PATTERNS):
+        raise ModelNotFoundError(
+            f"{path} has no weights (no {' or '.join(_WEIGHT_PATTERNS)} file); save them with "
+            "model.save_pretrained(folder)."
+        )
+
+
+def check_model_source(name_or_path: str) -> None:
+    """Raise the error :func:`load_model` would raise for an unusable name, without loading weights.
+
+    Only files are checked (a shipped model's packages, a GGUF header, a folder's contents), so a
+    run can refuse a bad ``--model`` before it creates anything.
+    """
+    _resolve_source(name_or_path, check_only=True)
+
+
+def _resolve_source(name_or_path: str, check_only: bool = False) -> tuple[Path | str, str]:
+    """Return (what to load with from_pretrained, the HF id that names the architecture).
+
+    With ``check_only`` nothing is assembled or dequantized: only the checks run.
+    """
     if name_or_path in shipped.SHIPPED_MODELS:
         m = shipped.SHIPPED_MODELS[name_or_path]
+        if check_only:
+            shipped.check_available(name_or_path)
+            return name_or_path, m.hf_id
         return shipped.ensure_shipped(name_or_path), m.hf_id
     path = Path(name_or_path).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
-            raise ModelNotFoundError(f"GGUF file {path} does not exist.")
+            problem = "is not a file" if path.exists() else "does not exist"
+            raise ModelNotFoundError(f"GGUF file {path} {problem}.")
+        if check_only:
+            shipped.check_gguf(path)
+            return path, str(path)
         stat = path.stat()
         key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
         out = shipped.cache_root() / "hf" / f"{path.stem}-{key}"
         return shipped.dequantize_gguf(path, out), str(path)
     if path.exists():
-        if not path.is_dir() or not (path / "config.json").is_file():
-            raise ModelNotFoundError(
-                f"{path} is not a model: expected a Hugging Face folder with config.json "
-                "(and weights), or a .gguf file."
-            )
+        _check_model_folder(path)
         return path, str(path)
-    if "/" in name_or_path and not name_or_path.startswith((".", "/")):
+    if name_or_path.startswith((".", "/", "~")):
+        raise ModelNotFoundError(f"Model path {path} does not exist.")
+    if "/" in name_or_path:
         return name_or_path, name_or_path  # a Hugging Face id
     raise ModelNotFoundError(
         f"Unknown model {name_or_path!r}. Shipped offline models: {', '.join(shipped.SHIPPED_MODELS)}. "
@@ -202,9 +244,17 @@ def load_model(
             f"Could not load {name_or_path!r}: {e}. Offline (HF_HUB_OFFLINE=1) only shipped models, "
             f"local folders and cached Hugging Face ids load. Shipped: {', '.join(shipped.SHIPPED_MODELS)}."
         ) from e
+    except pickle.UnpicklingError as e:  # the weights-only unpickler met more than tensors
+        raise ModelNotFoundError(
+            f"The weights of {name_or_path!r} are a pickle holding more than tensors; cosmic_tl does "
+            "not unpickle them (that can run arbitrary code). Convert them to safetensors in a "
+            "trusted environment."
+        ) from e
     if device_map is None:
         hf_model = hf_model.to(device)
-    hf_model.eval()
+    # Inference only: frozen weights keep autograd from recording graphs (memory, speed) even
+    # when a caller forgets torch.no_grad().
+    hf_model.eval().requires_grad_(False)
     tokenizer.padding_side = "left"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

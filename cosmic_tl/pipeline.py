@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+import torch
 
 from cosmic_tl import artifacts as art
 from cosmic_tl.activations import candidate_directions
@@ -34,7 +35,7 @@ from cosmic_tl.generation import completions_records, generate_completions
 from cosmic_tl.hooks import steering_hooks
 from cosmic_tl.judges import ModelJudge, SubstringJudge, judge_agreement
 from cosmic_tl.metrics import ce_loss, next_token_kl, refusal_table
-from cosmic_tl.models import ChatModel, load_model
+from cosmic_tl.models import ChatModel, check_model_source, load_model
 from cosmic_tl.report import render_report, run_summary
 from cosmic_tl.run_figures import write_run_figures
 from cosmic_tl.selection import filter_by_refusal_score, select_cosmic, select_substring
@@ -107,6 +108,7 @@ def load_run(out: str | Path) -> Run:
     return Run(art.RunFolder(out, saved["fingerprint"], saved["config"]))
 
 
+@torch.no_grad()
 def run_pipeline(
     config: RunConfig,
     out: str | Path,
@@ -126,9 +128,20 @@ def run_pipeline(
 
     Returns:
         The contents of ``summary.json``.
+
+    Raises:
+        ModelNotFoundError, MissingModelPackageError, CorruptGGUFError, DatasetError: a bad model
+            or sizes larger than the data, before the run folder is created (so that folder is not
+            tied to a configuration that cannot run).
+        RunFolderError: ``out`` is not writable or holds another configuration's run.
     """
+    sizes = config.sizes
+    # Cheap checks first: a typo must not leave a folder tied to a configuration that cannot run.
+    if model is None:
+        check_model_source(config.model)
+    sample_paper(n_train=sizes.n_train, n_val=sizes.n_val, n_test=sizes.n_test, seed=config.seed)
     run = open_run(out, config)
-    folder, sizes = run.folder, config.sizes
+    folder = run.folder
     cache: dict = {}
 
     def get_model() -> ChatModel:

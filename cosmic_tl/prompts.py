@@ -39,6 +39,15 @@ def system_label(system: str | None) -> str:
     return f"custom: {system}"
 
 
+def check_instructions(instructions: Sequence[str]) -> None:
+    """Raise TypeError unless ``instructions`` is a sequence of strings (not one string)."""
+    if isinstance(instructions, str):
+        raise TypeError("instructions must be a list of strings, not a single string; wrap it in a list.")
+    for i, x in enumerate(instructions):
+        if not isinstance(x, str):
+            raise TypeError(f"instruction {i} must be a str, got {type(x).__name__}: {x!r:.80}.")
+
+
 def _render(tokenizer, messages: list[dict]) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
@@ -59,6 +68,7 @@ class ChatFormat:
 
     def format(self, instructions: Sequence[str]) -> list[str]:
         """Chat-formatted prompt strings, ready to tokenize without extra special tokens."""
+        check_instructions(instructions)
         return [self.prefix + x + self.suffix for x in instructions]
 
 
@@ -158,7 +168,7 @@ def tokenize_prompts(tokenizer, texts: Sequence[str], max_length: int | None = N
         i = max(range(len(rows)), key=lambda k: len(rows[k]))
         raise ValueError(
             f"Prompt {i} is {longest} tokens long, longer than the model's context ({max_length}): "
-            f"{texts[i][:80]!r}…"
+            f"{texts[i][:80]!r}…; shorten or drop it."
         )
     ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), longest), dtype=torch.long)

@@ -150,7 +150,9 @@ def check_gguf(path: Path) -> None:
     except CorruptGGUFError:
         raise
     except Exception as e:  # gguf raises assorted errors on truncated files
-        raise CorruptGGUFError(f"{path} is a truncated or corrupt GGUF file: {e}") from e
+        raise CorruptGGUFError(
+            f"{path} is a truncated or corrupt GGUF file ({e}); download or export it again."
+        ) from e
 
 
 def atomic_dir(final: Path) -> Path:
@@ -221,10 +223,24 @@ def dequantize_gguf(gguf_path: Path, out_dir: Path) -> Path:
     return out_dir
 
 
+def _dequantized_dir(model: ShippedModel) -> Path:
+    return cache_root() / "hf" / model.name
+
+
+def check_available(name: str) -> None:
+    """Raise :class:`MissingModelPackageError` unless the shipped model is cached or installed.
+
+    Reads no weights: a cheap check before a run starts.
+    """
+    model = SHIPPED_MODELS[name]
+    if not (_dequantized_dir(model) / "model.safetensors").is_file():
+        source_files(model)
+
+
 def ensure_shipped(name: str) -> Path:
     """Return a local Hugging Face folder with the dequantized weights of a shipped model."""
     model = SHIPPED_MODELS[name]
-    out = cache_root() / "hf" / model.name
+    out = _dequantized_dir(model)
     if (out / "model.safetensors").is_file():
         return out
     return dequantize_gguf(assemble_gguf(model), out)

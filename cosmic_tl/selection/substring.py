@@ -68,6 +68,7 @@ def substring_filter_reasons(table, n_layers: int, variant: str, kl_threshold: f
     return reasons
 
 
+@torch.no_grad()
 def prompt_refusal_scores(
     model: ChatModel, instructions: Sequence[str], *, batch_size: int = 32, progress: bool = True
 ) -> torch.Tensor:
@@ -77,7 +78,7 @@ def prompt_refusal_scores(
     done = 0
     n_batches = -(-len(instructions) // batch_size)
     for b in tqdm(batches(model, instructions, batch_size), total=n_batches, desc="refusal scores", disable=not progress):
-        logits = model.bridge(b.input_ids, attention_mask=b.attention_mask)[:, -1, :]
+        logits = model.bridge(b.input_ids, attention_mask=b.attention_mask, logits_to_keep=1)[:, -1, :]
         for k, s in enumerate(refusal_score(logits, model.refusal_token_ids)):
             scores[order[done + k]] = s
         done += len(b)
