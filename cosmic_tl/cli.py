@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
-import json
 import logging
 import sys
 from pathlib import Path
@@ -54,7 +53,7 @@ def _cmd_run(args) -> int:
     from cosmic_tl.pipeline import run_pipeline
 
     config = config_from_args(args)
-    log.debug("Configuration (fingerprint %s): %s", config.fingerprint(), _dump(config.to_dict()))
+    log.debug("Configuration (fingerprint %s): %s", config.fingerprint(), config.to_dict())
     summary = run_pipeline(config, args.out, progress=not args.quiet, log=log.info)
     print((Path(args.out) / "report.md").read_text())
     print(f"Artifacts: {args.out}/  (summary.json, report.md, figures/*.html)")
@@ -121,10 +120,6 @@ def _disk_full(error: BaseException) -> bool:
 def _one_line(error: BaseException) -> str:
     """The error's message on one line (multi-line messages, e.g. a pip command, are joined)."""
     return " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
-
-
-def _dump(obj) -> str:
-    return json.dumps(obj, indent=2, default=str)
 
 
 if __name__ == "__main__":

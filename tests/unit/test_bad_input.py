@@ -199,14 +199,16 @@ def test_duplicate_prompts_warn_and_still_run(tmp_path, tiny_model):
 
 def test_prompts_longer_than_the_context(tiny_model):
     assert tiny_model.max_context == 512
-    with pytest.raises(ValueError, match=r"Prompt 1 is \d+ tokens long, longer than the model's context \(512\).*shorten"):
+    too_long = r"Prompt 1 is \d+ tokens long, longer than the model's context \(512\).*shorten"
+    with pytest.raises(ValueError, match=too_long):
         tiny_model.tokenize(["short", "word " * 600])
     with pytest.raises(ValueError, match=r"longer than the model's context"):
         mean_resid_pre(tiny_model, ["word " * 600], progress=False)
     prompt = "word " * 100  # fits alone, not with 400 new tokens
     n_tokens = tiny_model.tokenize([prompt]).input_ids.shape[1]
     assert n_tokens < 512 < n_tokens + 400
-    with pytest.raises(ValueError, match=rf"Prompt 0 is {n_tokens} tokens long; with max_new_tokens=400 .*lower max_new_tokens"):
+    overflow = rf"Prompt 0 is {n_tokens} tokens long; with max_new_tokens=400 .*lower max_new_tokens"
+    with pytest.raises(ValueError, match=overflow):
         generate_completions(tiny_model, [prompt], max_new_tokens=400, progress=False)
 
 
@@ -215,7 +217,8 @@ def test_prompts_longer_than_the_context(tiny_model):
 
 def test_sizes_larger_than_the_data_fail_before_the_run_folder(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
-    with pytest.raises(DatasetError, match=r"Cannot sample 100000 prompts from split 'harmful_train': it has only \d+; use n_train <= \d+"):
+    too_many = r"Cannot sample 100000 prompts from split 'harmful_train': it has only \d+; use n_train <= \d+"
+    with pytest.raises(DatasetError, match=too_many):
         run_pipeline(_small_config(tiny_model_dir, n_train=100000), out, progress=False, log=lambda s: None)
     assert not out.exists()
     with pytest.raises(DatasetError, match=r"split 'harmful_test'.*use n_test <="):
@@ -293,7 +296,7 @@ def test_non_finite_directions_and_alpha_in_hook_builders(bad):
 def test_direction_of_another_width_fails_in_the_hook(tiny_model):
     batch = tiny_model.tokenize(["hello"])
     hooks = [("blocks.2.hook_resid_pre", LinearAblation(torch.ones(32)))]
-    with pytest.raises(ValueError, match=r"direction has 32 entries but the activations have d_model=64.*another model"):
+    with pytest.raises(ValueError, match=r"direction has 32 entries but the activations have d_model=64.*another"):
         tiny_model.bridge.run_with_hooks(batch.input_ids, fwd_hooks=hooks)
 
 
@@ -460,6 +463,7 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's refusal notes the protocol
 def test_malicious_pickles_are_refused_without_running(tmp_path, tiny_model_dir):
     marker = tmp_path / "PWNED"
     payload = pickle.dumps(_Payload(marker))
