@@ -54,7 +54,9 @@ def adversarial_model(model: ChatModel) -> ChatModel:
     return adv
 
 
-def refusal_score_table(model: ChatModel, prompts: dict, *, batch_size: int = 32, progress: bool = True) -> pd.DataFrame:
+def refusal_score_table(
+    model: ChatModel, prompts: dict, *, batch_size: int = 32, progress: bool = True
+) -> pd.DataFrame:
     """Per-prompt refusal-token log-odds on train and val, without and with the system prompt.
 
     Columns ``system`` ("none"/"adversarial"), ``split``, ``kind`` (harmful/harmless), ``index``,

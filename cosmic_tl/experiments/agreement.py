@@ -97,6 +97,7 @@ def agreement_metrics(cosmic: pd.DataFrame, substring: pd.DataFrame, candidates:
         rb = candidates.r[candidates.positions.index(b[0]), b[1]]
         out["cosine_picks"] = float(torch.nn.functional.cosine_similarity(ra, rb, dim=0))
     ra_list, rb_list = ranked_kept(cosmic), ranked_kept(substring)
+    out.update(n_kept_cosmic=len(ra_list), n_kept_substring=len(rb_list))
     for k in TOP_K:
         out[f"top{k}_overlap"] = topk_overlap(ra_list, rb_list, k)
     return out
@@ -267,6 +268,8 @@ def _report(run: ExperimentRun, m: dict) -> list[str]:
         {"quantity": "cosine of the two directions", "value": m["cosine_picks"]},
         {"quantity": f"Spearman(COSMIC score, -abl_refusal), {m['n_spearman']} scored", "value": m["spearman"]},
         {"quantity": f"Spearman over the {m['n_spearman_kept']} kept by both", "value": m["spearman_kept"]},
+        {"quantity": "candidates kept (COSMIC / substring)",
+         "value": f"{m['n_kept_cosmic']} / {m['n_kept_substring']}"},
         *({"quantity": f"top-{k} overlap", "value": m[f"top{k}_overlap"]} for k in TOP_K),
     ])
     return [

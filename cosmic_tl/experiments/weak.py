@@ -168,13 +168,18 @@ def _report(run: ExperimentRun, table: pd.DataFrame, natural: bool) -> list[str]
     if d1 is not None and d2 is not None:
         cos = float(torch.nn.functional.cosine_similarity(d1.vector, d2.vector, dim=0))
         r2_at_1 = run.candidates("stage2", "candidates.safetensors").direction(d1.position, d1.layer).vector
-        lines.append(f"- cos(r₁, r₂) = {cos:.3f}. M′'s hooks were active in stage 2: the stage-2 candidate at r₁'s "
-                     f"(position, layer) has r̂₁-component {float(r2_at_1 @ d1.unit):.2e} (r₁'s own: "
+        lines.append(f"- cos(r₁, r₂) = {cos:.3f}. M′'s hooks were active in stage 2: the stage-2 candidate "
+                     f"at r₁'s (position, layer) has r̂₁-component {float(r2_at_1 @ d1.unit):.2e} (r₁'s own: "
                      f"{float(d1.vector.norm()):.3f}).")
     lines += ["", "Rows with α = 0 are the unsteered models; the others add r₂ with strength α.", "",
-              *markdown_table(table), ""]
-    if natural:
-        base = table[table.alpha == 0].iloc[0]
+              *markdown_table(table.assign(alpha=table.alpha.map("{:g}".format))), ""]
+    if not natural:
+        m, weak = table.harmful_refusal.iat[0], table.harmful_refusal.iat[1]
+        verdict = "weakened" if weak < m else "did NOT weaken"
+        lines.append(f"Ablating r₁ {verdict} the model on these prompts: harmful refusal {m:.0%} (M) → "
+                     f"{weak:.0%} (M′).")
+    else:
+        base = table.iloc[0]
         lines.append(
             f"Honest reading: the model refuses {base.harmful_refusal:.0%} of harmful and "
             f"{base.harmless_refusal:.0%} of harmless test prompts unsteered. A model that hardly ever "

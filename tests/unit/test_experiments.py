@@ -87,6 +87,7 @@ def test_agreement_on_synthetic_table(synthetic_table, synthetic_candidates):
     assert reasons[(-1, 3)].startswith("pos -1 median rule") and reasons[(-2, 3)].startswith("kl")
     # Kept, ranked (ties keep table order): COSMIC (-2,2) (-1,1) (-2,1) (-1,2) (-1,0) (-2,0);
     # substring (-1,3) (-1,1) (-1,2) (-1,0) (-2,1) (-2,2) (-2,0).
+    assert m["n_kept_cosmic"] == 6 and m["n_kept_substring"] == 7
     assert m["top5_overlap"] == pytest.approx(4 / 5)
     assert m["top10_overlap"] == pytest.approx(6 / 6)
     # All 8 scored. Average ranks of COSMIC score: [1, 4.5, 7, 2.5, 2.5, 6, 4.5, 8];
@@ -109,9 +110,19 @@ def test_agreement_reports_a_method_left_with_nothing(synthetic_table):
 # -- end to end on the tiny model ------------------------------------------------------------
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The tiny model's ops are microseconds long: extra threads only add synchronisation, and on a
+    busy machine oversubscribed threads slow these tests down twenty-fold."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def config(tiny_model_dir):
-    return RunConfig(model=str(tiny_model_dir), preset="tiny", n_train=8, n_val=4, n_test=3, max_new_tokens=4,
+    return RunConfig(model=str(tiny_model_dir), preset="tiny", n_train=8, n_val=4, n_test=2, max_new_tokens=3,
                      layer_stride=4, device="cpu", batch_size=8, gen_batch_size=8)
 
 
@@ -123,13 +134,19 @@ class Log(list):
         return [m.split("]")[0][1:] for m in self if m.endswith("] running")]
 
 
-def _assert_resumes(fn, config, out, model, **kw) -> None:
+def _assert_resumes(fn, config, out, monkeypatch, **kw) -> None:
+    """A rerun of the same configuration runs no step and never even loads the model."""
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a finished run must not load the model again")
+
+    monkeypatch.setattr("cosmic_tl.experiments.runner.load_model", no_loading)
     log = Log()
-    fn(config, out, model=model, progress=False, log=log, **kw)
+    fn(config, out, model=None, progress=False, log=log, **kw)
     assert log.ran() == [] and any("reusing finished step" in m for m in log)
 
 
-def test_agreement_end_to_end(tiny_model, config, tmp_path):
+def test_agreement_end_to_end(tiny_model, config, tmp_path, monkeypatch):
     log = Log()
     out = tmp_path / "agreement"
     df = run_agreement(config, out, model=tiny_model, progress=False, log=log)
@@ -145,7 +162,7 @@ def test_agreement_end_to_end(tiny_model, config, tmp_path):
     cosmic = art.read_csv(out / "agreement" / "cosmic_table.csv")
     assert cosmic.chosen.sum() == 1 and cosmic[cosmic.chosen].kept.all()
     stamp = (out / "scoring" / "table.csv").stat().st_mtime_ns
-    _assert_resumes(run_agreement, config, out, tiny_model)
+    _assert_resumes(run_agreement, config, out, monkeypatch)
     assert (out / "scoring" / "table.csv").stat().st_mtime_ns == stamp
     with pytest.raises(art.RunFolderError, match="another configuration"):
         run_agreement(dataclasses.replace(config, alpha=2.0), out, model=tiny_model, progress=False,
@@ -154,7 +171,7 @@ def test_agreement_end_to_end(tiny_model, config, tmp_path):
         run_weak(config, out, model=tiny_model, progress=False, log=Log())
 
 
-def test_adversarial_end_to_end(tiny_model, config, tmp_path):
+def test_adversarial_end_to_end(tiny_model, config, tmp_path, monkeypatch):
     out = tmp_path / "adversarial"
     adv = adversarial_model(tiny_model)
     assert adv.n_pos == tiny_model.n_pos and ADV_SYSTEM_PROMPT in adv.format(["x"])[0]
@@ -175,7 +192,7 @@ def test_adversarial_end_to_end(tiny_model, config, tmp_path):
             assert (out / "completions" / f"harmful_{row.method}_{row.extraction}_ablation.jsonl").is_file()
     assert (out / "comparison.csv").is_file() and (out / "report.md").is_file()
     assert (out / "figures" / "saturation.html").is_file()
-    _assert_resumes(run_adversarial, config, out, tiny_model)
+    _assert_resumes(run_adversarial, config, out, monkeypatch)
 
 
 def test_adversarial_arditi_filter_leaving_nothing_is_reported(tiny_model, config, tmp_path):
@@ -189,7 +206,7 @@ def test_adversarial_arditi_filter_leaving_nothing_is_reported(tiny_model, confi
     assert math.isnan(row.harmful_refusal_ablation)
 
 
-def test_weak_end_to_end_and_stage2_hooks_active(tiny_model, config, tmp_path):
+def test_weak_end_to_end_and_stage2_hooks_active(tiny_model, config, tmp_path, monkeypatch):
     out = tmp_path / "weak"
     df = run_weak(config, out, alphas=(1, 2), model=tiny_model, progress=False, log=Log())
     assert list(df.columns) == ["alpha", "harmful_refusal", "harmless_refusal", "label"]
@@ -221,7 +238,7 @@ def test_weak_end_to_end_and_stage2_hooks_active(tiny_model, config, tmp_path):
     outside = noop_cos()
     stored = art.read_json(out / "selection" / "stage2" / "summary.json")["baselines"]["cos_b_pos_b_neg"]
     assert stored == pytest.approx(inside, abs=1e-6) and abs(inside - outside) > 1e-4
-    _assert_resumes(run_weak, config, out, tiny_model, alphas=(1, 2))
+    _assert_resumes(run_weak, config, out, monkeypatch, alphas=(1, 2))
     with pytest.raises(art.RunFolderError):  # other alphas: another experiment configuration
         run_weak(config, out, alphas=(3,), model=tiny_model, progress=False, log=Log())
 
