@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from cosmic_tl.config import PRESETS, SELECTION, STEERING, SUBSTRING_VARIANTS, SYSTEM_CHOICES, ConfigError, RunConfig
+from cosmic_tl.judges import DEFAULT_JUDGE_MODEL
 
 log = logging.getLogger("cosmic_tl")
 
@@ -36,7 +37,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, help=f"addition coefficient (default {d.alpha})")
     p.add_argument("--dtype", help=f"float32 | bfloat16 | float16 (default {d.dtype})")
     p.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda if available)")
-    p.add_argument("--model-judge", action="store_true", default=None, help="also judge with the model itself")
+    p.add_argument(
+        "--judge-model", nargs="?", const=DEFAULT_JUDGE_MODEL,
+        help=f"also judge completions with a chat model (flag alone: {DEFAULT_JUDGE_MODEL}, needs .[models-1.5b])",
+    )
     p.add_argument("--out", type=Path, required=True, help="run folder (resumed if it holds this config)")
 
 

@@ -76,7 +76,7 @@ class RunConfig:
         parity_inplace: Reproduce the authors' in-place LCE read-outs (COSMIC_SPEC §10).
         batch_size, gen_batch_size: Prompts per forward pass / per generation batch.
         dtype, device: Numerics and placement (device None = CUDA if available).
-        model_judge: Also judge completions with the model itself (slower).
+        judge_model: Also judge completions with this chat model (None: the substring judge only).
     """
 
     model: str = DEFAULT_MODEL
@@ -100,7 +100,7 @@ class RunConfig:
     gen_batch_size: int = 16
     dtype: str = "float32"
     device: str | None = None
-    model_judge: bool = False
+    judge_model: str | None = None
 
     def __post_init__(self):
         self._check_choice("steering", STEERING)

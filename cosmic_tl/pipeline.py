@@ -228,8 +228,10 @@ def run_pipeline(
 
     def step_judges():
         judges = [SubstringJudge()]
-        if config.model_judge:
-            judges.append(ModelJudge(get_model()))
+        if config.judge_model:
+            same = config.judge_model == config.model
+            judge_model = get_model() if same else load_model(config.judge_model, dtype=config.dtype, device=config.device)
+            judges.append(ModelJudge(judge_model, batch_size=config.gen_batch_size, progress=progress))
         for dataset, condition, _ in CONDITIONS:
             recs = run.completions(dataset, condition)
             prompts, responses = [r["prompt"] for r in recs], [r["response"] for r in recs]
