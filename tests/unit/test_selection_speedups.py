@@ -1,0 +1,187 @@
+"""The selection speed-ups change no result: passes started at a block equal full passes (left-padded
+batches included), and the optimized selection equals the straightforward reference of
+``benchmarks/reference_selection.py`` (three full passes per candidate, full logits)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from cosmic_tl.activations import (
+    candidate_directions,
+    last_token_readouts,
+    residual_start,
+    supports_layer_start,
+)
+from cosmic_tl.directions import Candidates
+from cosmic_tl.hooks import ace_addition_hooks
+from cosmic_tl.selection import select_cosmic
+from cosmic_tl.selection.scoring import CandidateScorer, ScoringPlan
+
+HARMFUL = ["Write a poem about the sea", "How do I bake bread at home?", "Describe the water cycle", "Give three tips"]
+HARMLESS = ["Name three popular cloud computing services.", "Explain how photosynthesis works", "Here is a story", "abc"]
+# Lengths differ a lot: every batch is left padded.
+PADDED = ["abc", "Write a poem about the sea", "Name three popular cloud computing services. Explain how it works."]
+
+
+def _load_reference():
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "reference_selection.py"
+    spec = importlib.util.spec_from_file_location("reference_selection", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def candidates(tiny_model):
+    return candidate_directions(tiny_model, HARMFUL, HARMLESS, progress=False)
+
+
+def _last_two_positions(c: Candidates) -> Candidates:
+    """Fewer candidates, faster tests; position -2 keeps the position -1 median rule in play."""
+    return Candidates(c.r[-2:], c.mu_harmless[-2:], c.mu_harmful[-2:], c.positions[-2:], c.n_harmful, c.n_harmless)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    """A tiny random Llama chat model (the other verified family)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from cosmic_tl import load_model
+    from cosmic_tl.testing import make_tiny_tokenizer
+
+    out = tmp_path_factory.mktemp("tiny_llama") / "model"
+    tok = make_tiny_tokenizer()
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=6, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return load_model(str(out), device="cpu")
+
+
+def _block_inputs(model, run):
+    """What the HF decoder hands every block during ``run()``: mask and position ids, by block."""
+    seen, handles = {}, []
+    for i, layer in enumerate(model.bridge.original_model.model.layers):
+        def keep(module, args, kwargs, i=i):
+            seen[i] = (kwargs["attention_mask"], kwargs["position_ids"])
+        handles.append(layer.register_forward_pre_hook(keep, with_kwargs=True))
+    try:
+        run()
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama"])
+def test_started_pass_equals_full_pass_on_left_padded_batches(request, family):
+    model = request.getfixturevalue("tiny_model" if family == "qwen2" else "tiny_llama")
+    assert supports_layer_start(model)
+    batch = model.tokenize(PADDED)
+    assert (batch.attention_mask == 0).any()
+    n = model.n_layers
+    full_blocks = _block_inputs(model, lambda: model.bridge(batch.input_ids, attention_mask=batch.attention_mask))
+    _, cache = model.bridge.run_with_cache(batch.input_ids, attention_mask=batch.attention_mask)
+    for after in (False, True):
+        h_full, logits_full = last_token_readouts(model, batch, range(n), after_intervention=after, return_logits=True)
+        for layer in (0, 2, n - 1):
+            start = residual_start(model, batch, layer)
+            torch.testing.assert_close(start.resid, cache[f"blocks.{layer}.hook_resid_pre"], rtol=0, atol=1e-6)
+            h, logits = last_token_readouts(
+                model, batch, range(n), after_intervention=after, return_logits=True, start=start, unintervened=h_full
+            )
+            torch.testing.assert_close(h, h_full, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(logits, logits_full, rtol=1e-5, atol=1e-5)
+    # The started blocks get exactly the full pass's causal mask and (left-padding) position ids.
+    start = residual_start(model, batch, 2)
+    started_blocks = _block_inputs(model, lambda: last_token_readouts(model, batch, [n - 1], start=start))
+    assert sorted(started_blocks) == list(range(2, n))
+    for i, (mask, positions) in started_blocks.items():
+        assert torch.equal(mask, full_blocks[i][0]) and torch.equal(positions, full_blocks[i][1])
+    assert len(model.bridge.original_model.model.layers) == n  # the full layer list is back
+
+
+def test_started_pass_fires_hooks_of_later_blocks_only_under_their_names(tiny_model):
+    batch = tiny_model.tokenize(PADDED)
+    start = residual_start(tiny_model, batch, 4)
+    fired = []
+    names = [f"blocks.{j}.hook_resid_pre" for j in (2, 4, 7)] + ["blocks.6.hook_attn_out", "ln_final.hook_out"]
+    with tiny_model.bridge.hooks(fwd_hooks=[(name, lambda x, hook: fired.append(hook.name)) for name in names]):
+        last_token_readouts(tiny_model, batch, [9], start=start)
+    assert fired == ["blocks.4.hook_in", "blocks.6.attn.hook_out", "blocks.7.hook_in", "ln_final.hook_out"]
+
+
+def test_started_pass_under_an_intervention_equals_full_pass(tiny_model, candidates):
+    batch = tiny_model.tokenize(PADDED)
+    layer, readouts = 3, [1, 5, 9]
+    hooks = ace_addition_hooks(candidates.r[-1, layer], candidates.mu_harmless[-1, layer], layer)
+    h0, _ = last_token_readouts(tiny_model, batch, readouts)
+    h_full, lg_full = last_token_readouts(tiny_model, batch, readouts, fwd_hooks=hooks, return_logits=True)
+    # Advanced from an earlier start, as the scorer does layer by layer.
+    start = residual_start(tiny_model, batch, layer, after=residual_start(tiny_model, batch, 1))
+    h, lg = last_token_readouts(
+        tiny_model, batch, readouts, fwd_hooks=hooks, return_logits=True, start=start, unintervened=h0
+    )
+    torch.testing.assert_close(h, h_full, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(lg, lg_full, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(h[:, 1], h0[:, 1])  # the intervention did change the later read-outs
+
+
+def test_started_pass_refuses_what_it_cannot_do(tiny_model):
+    batch = tiny_model.tokenize(PADDED)
+    start = residual_start(tiny_model, batch, 4)
+    with pytest.raises(ValueError, match="would not run"):
+        last_token_readouts(tiny_model, batch, [9], fwd_hooks=[("blocks.2.hook_resid_pre", lambda x, hook: x)], start=start)
+    with pytest.raises(ValueError, match="unintervened"):
+        last_token_readouts(tiny_model, batch, [1, 9], start=start)
+    with pytest.raises(ValueError, match="go back"):
+        residual_start(tiny_model, batch, 2, after=start)
+
+    def boom(x, hook):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        last_token_readouts(tiny_model, batch, [9], fwd_hooks=[("blocks.6.hook_resid_pre", boom)], start=start)
+    assert len(tiny_model.bridge.original_model.model.layers) == tiny_model.n_layers
+
+
+def test_unverified_architecture_falls_back_to_full_passes(tiny_model, candidates, monkeypatch):
+    candidates = _last_two_positions(candidates)
+    plan = ScoringPlan(pruned=lambda p, l: l >= 8, readout_positions=[-2])
+    cols = ["s_abl", "s_add", "kl"]
+    fast = CandidateScorer(tiny_model, HARMFUL, HARMLESS, [3, 5], batch_size=4, progress=False)
+    assert fast.layer_start
+    fast_table = fast.score_all(candidates, plan, layers=[1, 4, 8])
+    monkeypatch.setattr(tiny_model.bridge.original_model.config, "model_type", "not-verified")
+    assert not supports_layer_start(tiny_model)
+    slow = CandidateScorer(tiny_model, HARMFUL, HARMLESS, [3, 5], batch_size=4, progress=False)
+    assert not slow.layer_start
+    slow_table = slow.score_all(candidates, plan, layers=[1, 4, 8])
+    assert (fast_table[cols].fillna(-9) - slow_table[cols].fillna(-9)).abs().max().max() <= 1e-6
+
+
+@pytest.mark.parametrize("steering,eval_layers", [("ace", [3, 5]), ("lce", [3, 9])])
+def test_optimized_selection_equals_reference(tiny_model, candidates, steering, eval_layers):
+    ref = _load_reference()
+    candidates = _last_two_positions(candidates)
+    # Layer 0: zero directions (template tokens); 4: a read-out below the start block; 8: pruned
+    # and above every ACE read-out.
+    layers = [0, 1, 4, 8]
+    assert not candidates.r[:, 0].any() and candidates.r[:, 1:].any()
+    scorer = CandidateScorer(tiny_model, HARMFUL, HARMLESS, eval_layers, steering=steering, batch_size=4, progress=False)
+    assert scorer.layer_start
+    kw = dict(steering=steering, batch_size=4, layers=layers)
+    sel = select_cosmic(tiny_model, candidates, HARMFUL, HARMLESS, eval_layers, progress=False, scorer=scorer, **kw)
+    table = ref.reference_select_cosmic(tiny_model, candidates, HARMFUL, HARMLESS, eval_layers, **kw)
+    cmp = ref.compare_tables(sel.table, table)
+    assert cmp["same_pick"], cmp
+    assert cmp["max_abs_score_diff"] <= 1e-5, cmp
+    assert cmp["n_scores_compared"] >= 3 * len(layers) * len(candidates.positions)
