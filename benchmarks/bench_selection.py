@@ -52,7 +52,7 @@ DEFAULT_PARTS = ("capture", "selection", "generation")
 TARGETS = {"selection_speedup": (">=", 3.0), "capture_overhead": ("<=", 1.10),
            "generation_overhead": ("<=", 1.15), "peak_rss_gb": ("<=", 6.0)}
 # --quick: sized for < 10 minutes on 2 CPU cores with the default 0.5B model.
-QUICK = dict(n_train=8, n_val=8, positions=2, layer_stride=3, gen_prompts=4, max_new_tokens=16, repeats=3)
+QUICK = dict(n_train=8, n_val=8, positions=2, layer_stride=2, gen_prompts=4, max_new_tokens=16, repeats=3)
 FULL = dict(n_train=32, n_val=16, positions=5, layer_stride=2, gen_prompts=8, max_new_tokens=48, repeats=3)
 
 

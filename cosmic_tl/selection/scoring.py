@@ -39,6 +39,7 @@ from cosmic_tl.directions import Candidates
 from cosmic_tl.hooks import ace_ablation_hooks, ace_addition_hooks, lce_ablation_hooks, lce_addition_hooks
 from cosmic_tl.metrics import kl_divergence, refusal_score
 from cosmic_tl.models import ChatModel
+from cosmic_tl.prompts import TokenizedPrompts
 
 logger = logging.getLogger(__name__)
 
@@ -185,17 +186,25 @@ class CandidateScorer:
         self.noop = {"s_abl": float(self.b_pos @ self.b_neg), "s_add": float(self.b_neg @ self.b_pos)}
 
     def _layer_start_matches_full_pass(self) -> bool:
-        """Whether a pass started halfway reproduces the full pass here (else: full passes)."""
+        """Whether a pass started halfway reproduces the full pass here (else: full passes).
+
+        Checked on the shortest and the longest prompt of the first harmless batch (so left
+        padding is in play), against their rows of the unintervened full pass.
+        """
         if not supports_layer_start(self.model):
             return False
-        batch, h0 = self.harmless.batches[0], self.harmless.readouts0[0]
-        start = residual_start(self.model, batch, self.model.n_layers // 2)
+        batch = self.harmless.batches[0]
+        rows = torch.tensor(sorted({0, len(batch) - 1}))
+        probe = TokenizedPrompts(batch.input_ids[rows], batch.attention_mask[rows])
+        start = residual_start(self.model, probe, self.model.n_layers // 2)
+        h0 = self.harmless.readouts0[0][rows]
         h, logits = last_token_readouts(
-            self.model, batch, self.eval_layers, after_intervention=self.after, return_logits=True,
+            self.model, probe, self.eval_layers, after_intervention=self.after, return_logits=True,
             start=start, unintervened=h0,
         )
-        full_logits = self.harmless_logits0[: len(batch)]
-        if torch.allclose(h, h0, rtol=1e-5, atol=1e-5) and torch.allclose(logits, full_logits, rtol=1e-5, atol=1e-5):
+        full_logits = self.harmless_logits0[rows]
+        # A wrong mask or wrong positions moves these by O(1); a smaller batch only by rounding.
+        if torch.allclose(h, h0, rtol=1e-4, atol=1e-4) and torch.allclose(logits, full_logits, rtol=1e-4, atol=1e-4):
             return True
         logger.warning("Passes started at a block differ from full passes on %s; using full passes.", self.model.name)
         return False

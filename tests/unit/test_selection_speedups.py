@@ -4,6 +4,7 @@ batches included), and the optimized selection equals the straightforward refere
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -166,6 +167,19 @@ def test_unverified_architecture_falls_back_to_full_passes(tiny_model, candidate
     assert not slow.layer_start
     slow_table = slow.score_all(candidates, plan, layers=[1, 4, 8])
     assert (fast_table[cols].fillna(-9) - slow_table[cols].fillna(-9)).abs().max().max() <= 1e-6
+
+
+def test_scorer_detects_a_started_pass_that_differs_and_falls_back(tiny_model, monkeypatch, caplog):
+    import cosmic_tl.selection.scoring as scoring
+
+    def wrong_positions(*args, **kwargs):
+        start = residual_start(*args, **kwargs)
+        return dataclasses.replace(start, position_ids=torch.zeros_like(start.position_ids))
+
+    monkeypatch.setattr(scoring, "residual_start", wrong_positions)
+    scorer = CandidateScorer(tiny_model, HARMFUL, HARMLESS, [3, 9], batch_size=4, progress=False)
+    assert not scorer.layer_start
+    assert "using full passes" in caplog.text
 
 
 @pytest.mark.parametrize("steering,eval_layers", [("ace", [3, 5]), ("lce", [3, 9])])
