@@ -27,7 +27,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_selection import compare_tables, reference_select_cosmic  # noqa: E402
 
 from cosmic_tl import load_model, sample_paper  # noqa: E402
+from cosmic_tl.artifacts import peak_rss_gb  # noqa: E402
 from cosmic_tl.activations import batches, candidate_directions, mean_resid_pre  # noqa: E402
 from cosmic_tl.directions import Candidates  # noqa: E402
 from cosmic_tl.generation import generate_completions  # noqa: E402
@@ -96,10 +96,6 @@ def machine() -> dict:
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "transformer_lens": version("transformer-lens"), "transformers": version("transformers"),
             "python": platform.python_version(), "load_avg_start": list(os.getloadavg())}
-
-
-def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: kilobytes
 
 
 class Timer:

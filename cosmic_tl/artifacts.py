@@ -12,12 +12,26 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pandas as pd
+
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far, in GB (0.0 where the platform does not say)."""
+    if resource is None:
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024**3 if sys.platform == "darwin" else peak / 1024**2  # bytes on macOS, KiB on Linux
 
 
 class RunFolderError(RuntimeError):
@@ -146,12 +160,19 @@ class RunFolder:
         log(f"[{step}] running")
         fn()
         seconds = time.perf_counter() - start
-        write_json(self._marker(step), {"step": step, "seconds": round(seconds, 2), "fingerprint": self.fingerprint})
+        marker = {"step": step, "seconds": round(seconds, 2), "peak_rss_gb": round(peak_rss_gb(), 2), "fingerprint": self.fingerprint}
+        write_json(self._marker(step), marker)
         log(f"[{step}] done in {seconds:.1f} s")
         return True
 
+    def _markers(self) -> dict[str, dict]:
+        return {p.stem: read_json(p) for p in sorted(self.path("steps").glob("*.json"))}
+
     def timings(self) -> dict[str, float]:
-        out = {}
-        for p in sorted(self.path("steps").glob("*.json")):
-            out[p.stem] = read_json(p)["seconds"]
-        return out
+        """Seconds each finished step took."""
+        return {step: marker["seconds"] for step, marker in self._markers().items()}
+
+    def peak_rss_gb(self) -> float | None:
+        """The largest peak resident memory recorded by a finished step (None if none recorded)."""
+        peaks = [m["peak_rss_gb"] for m in self._markers().values() if "peak_rss_gb" in m]
+        return max(peaks) if peaks else None

@@ -46,7 +46,7 @@ class Preset:
 PRESETS = {
     # The paper's sizes (COSMIC_SPEC §2.2, §7.1).
     "paper": Preset(n_train=180, n_val=100, n_test=512, max_new_tokens=512),
-    # About 15 minutes for the whole run on the default model on 2 CPU cores.
+    # About 12 minutes for the whole run on the default model on 2 CPU cores (measured idle).
     "quick": Preset(n_train=32, n_val=16, n_test=24, max_new_tokens=48, layer_stride=2),
     # Smoke runs (CI, notebooks in CI, tiny models): minutes.
     "tiny": Preset(n_train=8, n_val=6, n_test=6, max_new_tokens=12, layer_stride=4),

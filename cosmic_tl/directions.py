@@ -85,7 +85,11 @@ def _read_safetensors(path: Path) -> tuple[bytes, dict[str, Tensor]]:
     try:
         return data, load_safetensors_bytes(data)
     except (SafetensorError, ValueError, RuntimeError) as e:
-        if data[:2] == b"PK" or data[:1] == b"\x80":  # torch.save zip / raw pickle magic
+        # A safetensors file opens with an 8-byte header length, then its JSON header ("{"); the
+        # length's first byte can be anything, so the pickle magic is only trusted without that shape.
+        shaped_like_safetensors = data[8:9] == b"{"
+        pickle_magic = data[:2] == b"PK" or (data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
+        if pickle_magic and not shaped_like_safetensors:  # torch.save zip / raw pickle
             raise DirectionFileError(
                 f"{path} looks like a pickle / torch.save file. cosmic_tl never unpickles (it can run "
                 "arbitrary code); save directions with Direction.save (safetensors + JSON)."

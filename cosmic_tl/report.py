@@ -50,6 +50,7 @@ def run_summary(run: "Run", config: "RunConfig") -> dict:
         },
         "side_effects": side,
         "timings_s": run.folder.timings(),
+        "peak_rss_gb": run.folder.peak_rss_gb(),
     }
 
 
@@ -97,6 +98,6 @@ def render_report(summary: dict) -> str:
         "Figures (interactive HTML): `figures/`. Every candidate's scores and why it was dropped: "
         "`selection/table.csv`. Completions: `completions/*.jsonl`.",
         "",
-        f"Step timings (s): {summary['timings_s']}",
+        f"Step timings (s): {summary['timings_s']}; peak memory (RSS): {summary.get('peak_rss_gb')} GB.",
     ]
     return "\n".join(lines) + "\n"

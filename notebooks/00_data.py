@@ -78,8 +78,9 @@ display(split_table)
 display(benchmark_table)
 
 # %% [markdown]
-# Which benchmark each harmful split's prompts come from (an instruction can sit in two
-# benchmarks: 7 HarmBench-val items also appear in TDC2023).
+# How many of each harmful split's instructions appear in each benchmark. Benchmarks share some
+# texts (e.g. 7 HarmBench-val items also appear in TDC2023, and some StrongREJECT items come
+# from AdvBench), so a prompt can be counted under more than one benchmark.
 
 # %%
 provenance = pd.DataFrame(
@@ -134,8 +135,8 @@ categories = pd.concat([
 ])
 fig = px.bar(categories.sort_values("items", ascending=False), x="category", y="items", color="set",
              barmode="group", title="Harmful test prompts per category")
-fig.show()
 save_figure(fig, FIGURES / "00_harmful_test_categories", png=False)
+fig.show()
 
 # %% [markdown]
 # ## What we observed on this model
@@ -144,14 +145,12 @@ save_figure(fig, FIGURES / "00_harmful_test_categories", png=False)
 
 # %%
 n_dup = len(splits["harmful_test"]) - len({p.instruction for p in splits["harmful_test"]})
-by_source = {
-    "JailbreakBench": sum(p.instruction in {q.instruction for q in benchmarks["jailbreakbench"]} for p in paper_sample.harmful_test),
-    "HarmBench": sum(p.instruction in {q.instruction for q in benchmarks["harmbench_test"]} for p in paper_sample.harmful_test),
-    "StrongREJECT": sum(p.instruction in {q.instruction for q in benchmarks["strongreject"]} for p in paper_sample.harmful_test),
-}
+# Each benchmark has its own category names, so a test prompt's category tells its source.
+category_source = {p.category: name for name in ("jailbreakbench", "harmbench_test", "strongreject") for p in benchmarks[name]}
+by_source = collections.Counter(category_source[p.category] for p in paper_sample.harmful_test)
 print(f"- The six splits hold {split_table['items'].sum():,} prompts; harmful_test has {n_dup} duplicated texts.")
 print(f"- Every fingerprint of the paper-sized draw matches SOURCES.md: {bool(fingerprints['match'].all())}.")
-print(f"- The paper's 512 harmful test prompts by source: {by_source}.")
+print(f"- The paper's 512 harmful test prompts by source (category labels): {dict(by_source)}.")
 print(f"- {categories[categories.set.str.startswith('paper')].shape[0]} categories in that sample; "
       f"the largest: {categories[categories.set.str.startswith('paper')].sort_values('items').iloc[-1].to_dict()}.")
 print(f"- This notebook's '{SIZE}' draw: {sample.sizes}.")

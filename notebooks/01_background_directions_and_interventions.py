@@ -44,7 +44,7 @@ from pathlib import Path
 SIZE = os.environ.get("COSMIC_TL_NOTEBOOK_SIZE", "ci" if os.environ.get("CI") else "small")
 MODEL = "qwen2.5-coder-0.5b-instruct"
 RUN_SIZES = {
-    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=4, layer_stride=8),
+    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=3, layer_stride=8),
     "small": dict(preset="quick", n_train=32, n_val=8, n_test=12, max_new_tokens=24, layer_stride=4),
     "paper": dict(preset="paper"),  # 180+180 train, 100+100 val, 512+512 test, 512 tokens, every layer
 }[SIZE]
@@ -61,13 +61,14 @@ import plotly.io as pio
 import torch
 
 import cosmic_tl as ct
+from cosmic_tl.judges import SubstringJudge
 from cosmic_tl.metrics import kl_divergence, last_position_logits
 from cosmic_tl.pipeline import load_run, run_pipeline
 from cosmic_tl.plots import save_figure
 from cosmic_tl.tokenviz import projection_view, side_by_side, token_projections
 
+torch.set_grad_enabled(False)  # inference only
 pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
-torch.set_grad_enabled(False)
 
 # %% [markdown]
 # ## Candidates and the selected direction
@@ -97,8 +98,8 @@ norms = pd.DataFrame(cands.r.norm(dim=-1).numpy(), index=pd.Index(cands.position
                      columns=pd.Index(range(cands.n_layers), name="layer"))
 fig = px.imshow(norms, aspect="auto", color_continuous_scale="Viridis", labels={"color": "‖r‖"},
                 title="‖r[position, layer]‖ of every candidate")
-fig.show()
 save_figure(fig, FIGURES / "01_candidate_norms", png=False)
+fig.show()
 
 # %% [markdown]
 # ## The interventions, checked on real activations
@@ -152,28 +153,36 @@ display(check_table)
 #
 # ## Steering token by token
 #
-# Greedy completions of one harmful prompt without intervention and under ACE ablation, and of
-# one harmless prompt without intervention and under ACE addition. Each token is coloured by its
-# residual stream's projection onto r̂ at the deepest evaluation layer of L_low (the output of
-# that block: downstream of the intervention, where COSMIC reads its scores). Blue is positive
-# (the refusal side), red negative. Hover a token for its value.
+# The pipeline's greedy test completions of one harmful prompt, without intervention and under
+# ACE ablation, and of one harmless prompt, without intervention and under ACE addition (where
+# possible, prompts whose refusal the steering flips, as judged by the refusal substrings). Each
+# token is coloured by its residual stream's projection onto r̂ at the deepest evaluation layer of
+# L_low (the output of that block: downstream of the intervention, where COSMIC reads its scores).
+# Blue is positive (the refusal side), red negative. Hover a token for its value.
 
 # %%
+refused = {(dataset, condition): run.judged(dataset, condition)["flags"][SubstringJudge.name]
+           for dataset, condition in (("harmful", "baseline"), ("harmful", "ablation"),
+                                      ("harmless", "baseline"), ("harmless", "addition"))}
+harmful_flipped = [k for k, (before, after) in enumerate(zip(refused["harmful", "baseline"], refused["harmful", "ablation"]))
+                   if before and not after]
+harmful_refused = [k for k, before in enumerate(refused["harmful", "baseline"]) if before]
+harmless_flipped = [k for k, (before, after) in enumerate(zip(refused["harmless", "baseline"], refused["harmless", "addition"]))
+                    if after and not before]
+examples = {"harmful": (harmful_flipped or harmful_refused or [0])[0], "harmless": (harmless_flipped or [0])[0]}
+steered = {"harmful": ("ablation", ct.ace_ablation_hooks(d.vector, mu_minus, layer)),
+           "harmless": ("addition", ct.ace_addition_hooks(d.vector, mu_minus, layer))}
 view_layer = max(run.eval_layers())
-interventions = {
-    "harmful": ("ACE ablation", ct.ace_ablation_hooks(d.vector, mu_minus, layer), prompts["harmful_test"][0].instruction),
-    "harmless": ("ACE addition", ct.ace_addition_hooks(d.vector, mu_minus, layer), prompts["harmless_test"][0].instruction),
-}
 views, completions = {}, []
-for kind, (name, hooks, instruction) in interventions.items():
-    for label, active in (("no intervention", []), (name, hooks)):
-        completion = ct.generate_completions(model, [instruction], fwd_hooks=active,
-                                             max_new_tokens=config.sizes.max_new_tokens, progress=False)[0]
-        ids = torch.cat([model.tokenize([instruction]).input_ids[0].cpu(),
-                         torch.tensor(model.tokenizer(completion, add_special_tokens=False)["input_ids"], dtype=torch.long)])
+for dataset, k in examples.items():
+    condition, hooks = steered[dataset]
+    for label, active, record in (("no intervention", [], run.completions(dataset, "baseline")[k]),
+                                  (f"ACE {condition}", hooks, run.completions(dataset, condition)[k])):
+        ids = torch.cat([model.tokenize([record["prompt"]]).input_ids[0].cpu(),
+                         torch.tensor(model.tokenizer(record["response"], add_special_tokens=False)["input_ids"], dtype=torch.long)])
         tokens, values = token_projections(model, ids, d.vector, view_layer, fwd_hooks=active, hook="resid_post")
-        views[f"{kind} prompt, {label}"] = projection_view(tokens, values)
-        completions.append({"prompt": kind, "intervention": label, "completion": completion})
+        views[f"{dataset} prompt, {label}"] = projection_view(tokens, values)
+        completions.append({"prompt": record["prompt"], "intervention": label, "completion": record["response"]})
 display(side_by_side(views))
 display(pd.DataFrame(completions))
 
@@ -213,4 +222,4 @@ print(f"- Weight orthogonalisation vs hook ablation: max logit difference "
       f"{ortho['max |logit difference|, orthogonalised vs hooks']:.2e}, against "
       f"{ortho['max |logit difference|, orthogonalised vs original']:.2f} between the edited and original model.")
 for row in completions:
-    print(f"- {row['prompt']} prompt, {row['intervention']}: {row['completion'][:80]!r}")
+    print(f"- {row['prompt'][:50]!r}, {row['intervention']}: {row['completion'][:80]!r}")

@@ -44,7 +44,7 @@ from pathlib import Path
 SIZE = os.environ.get("COSMIC_TL_NOTEBOOK_SIZE", "ci" if os.environ.get("CI") else "small")
 MODEL = "qwen2.5-coder-0.5b-instruct"
 RUN_SIZES = {
-    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=4, layer_stride=8),
+    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=3, layer_stride=8),
     "small": dict(preset="quick", n_train=32, n_val=8, n_test=12, max_new_tokens=24, layer_stride=4),
     "paper": dict(preset="paper"),  # 180+180 train, 100+100 val, 512+512 test, 512 tokens, every layer
 }[SIZE]
@@ -67,8 +67,8 @@ from cosmic_tl.plots import save_figure
 from cosmic_tl.selection import NoCandidateLeftError
 from cosmic_tl.selection.substring import prompt_refusal_scores
 
+torch.set_grad_enabled(False)  # inference only
 pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
-torch.set_grad_enabled(False)
 
 # %% [markdown]
 # ## Refusal-token scores of the validation prompts
@@ -89,8 +89,8 @@ scores = pd.concat([
 fig = px.strip(scores, x="class", y="refusal score", color="class", hover_data=["prompt"],
                title="Refusal-token log-odds at the last prompt position (validation prompts)")
 fig.add_hline(y=0, line_dash="dot")
-fig.show()
 save_figure(fig, FIGURES / "02_refusal_scores", png=False)
+fig.show()
 display(scores.groupby("class")["refusal score"].describe())
 
 # %% [markdown]
@@ -141,14 +141,14 @@ selected = {name: run for name, run in runs.items() if name not in failures}
 for name, run in selected.items():
     fig = plots.selection_dashboard(run.selection_table())
     fig.update_layout(title=f"Substring baseline, {name} variant ({variants[name].steering.upper()})")
-    fig.show()
     save_figure(fig, FIGURES / f"02_selection_{name}", png=False)
+    fig.show()
 
 # %%
 fig = plots.score_heatmaps(runs["cosmic-repo"].selection_table(), "abl_refusal")
 fig.update_layout(title="Harmful refusal score under ablation (cosmic-repo variant; lower is better)")
-fig.show()
 save_figure(fig, FIGURES / "02_abl_refusal_cosmic_repo", png=False)
+fig.show()
 
 # %%
 picks = pd.DataFrame({

@@ -42,7 +42,7 @@ from pathlib import Path
 SIZE = os.environ.get("COSMIC_TL_NOTEBOOK_SIZE", "ci" if os.environ.get("CI") else "small")
 MODEL = "qwen2.5-coder-0.5b-instruct"
 RUN_SIZES = {
-    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=4, layer_stride=8),
+    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=3, layer_stride=8),
     "small": dict(preset="quick", n_train=32, n_val=8, n_test=12, max_new_tokens=24, layer_stride=4),
     "paper": dict(preset="paper"),  # 180+180 train, 100+100 val, 512+512 test, 512 tokens, every layer
 }[SIZE]
@@ -63,8 +63,8 @@ from cosmic_tl.activations import last_token_readouts
 from cosmic_tl.pipeline import load_run, run_pipeline
 from cosmic_tl.plots import save_figure
 
+torch.set_grad_enabled(False)  # inference only
 pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
-torch.set_grad_enabled(False)
 
 # %%
 model = ct.load_model(MODEL)
@@ -84,8 +84,8 @@ selection, table = run.summary()["selection"], run.selection_table()
 # %%
 layer_cos = run.layer_cosine()
 fig = plots.layer_cosine_line(layer_cos)
-fig.show()
 save_figure(fig, FIGURES / "03_layer_cosine", png=False)
+fig.show()
 
 # %% [markdown]
 # The same cosine at every post-instruction position of the block inputs, where the candidate
@@ -93,8 +93,8 @@ save_figure(fig, FIGURES / "03_layer_cosine", png=False)
 
 # %%
 fig = plots.cosine_heatmap(run.cosine_pos_layer(), run.eval_layers())
-fig.show()
 save_figure(fig, FIGURES / "03_cosine_heatmap", png=False)
+fig.show()
 
 # %% [markdown]
 # ## Steps 2–4: every candidate's scores, the filters and the pick
@@ -105,13 +105,13 @@ save_figure(fig, FIGURES / "03_cosine_heatmap", png=False)
 
 # %%
 fig = plots.selection_dashboard(table)
-fig.show()
 save_figure(fig, FIGURES / "03_selection_dashboard", png=False)
+fig.show()
 
 # %%
 fig = plots.score_heatmaps(table, "score")
-fig.show()
 save_figure(fig, FIGURES / "03_score_heatmap", png=False)
+fig.show()
 
 # %%
 display(table[table.kept.astype(bool)].sort_values("score", ascending=False).head(10))
@@ -132,8 +132,8 @@ for kind in ("harmful", "harmless"):
     projections[kind] = readouts.double() @ direction.unit
 fig = plots.projection_plot(projections["harmful"], projections["harmless"])
 fig.add_vline(x=direction.layer, line_dash="dot", annotation_text="chosen layer")
-fig.show()
 save_figure(fig, FIGURES / "03_projection", png=False)
+fig.show()
 
 # %% [markdown]
 # ## What we observed on this model

@@ -40,7 +40,7 @@ from pathlib import Path
 SIZE = os.environ.get("COSMIC_TL_NOTEBOOK_SIZE", "ci" if os.environ.get("CI") else "small")
 MODEL = "qwen2.5-coder-0.5b-instruct"
 RUN_SIZES = {
-    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=4, layer_stride=8),
+    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=3, layer_stride=8),
     "small": dict(preset="quick", n_train=32, n_val=8, n_test=12, max_new_tokens=24, layer_stride=4),
     "paper": dict(preset="paper"),  # 180+180 train, 100+100 val, 512+512 test, 512 tokens, every layer
 }[SIZE]
@@ -64,8 +64,8 @@ from cosmic_tl.pipeline import load_run, run_pipeline
 from cosmic_tl.plots import save_figure
 from cosmic_tl.selection import NoCandidateLeftError
 
+torch.set_grad_enabled(False)  # inference only
 pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
-torch.set_grad_enabled(False)
 
 # %% [markdown]
 # ## The four pipelines
@@ -115,8 +115,8 @@ bars = (results[list(measures)].rename(columns=measures).reset_index()
         .melt(id_vars="run", var_name="prompts · intervention", value_name="refusal rate"))
 fig = px.bar(bars, x="prompts · intervention", y="refusal rate", color="run", barmode="group",
              range_y=[0, 1.05], title="Refusal rate on the test prompts (substring judge)")
-fig.show()
 save_figure(fig, FIGURES / "04_refusal_rates", png=False)
+fig.show()
 
 # %% [markdown]
 # Per category of the harmful test prompts (COSMIC · ACE).
@@ -125,8 +125,8 @@ save_figure(fig, FIGURES / "04_refusal_rates", png=False)
 metrics = runs["COSMIC · ACE"].metrics()
 fig = plots.refusal_bars(metrics[metrics.judge == SubstringJudge.name], dataset="harmful")
 fig.update_layout(title="COSMIC · ACE: refusal rate per category of harmful test prompts")
-fig.show()
 save_figure(fig, FIGURES / "04_refusal_by_category", png=False)
+fig.show()
 
 # %% [markdown]
 # Some completions (COSMIC · ACE).
@@ -156,8 +156,8 @@ substring_table = runs["substring (cosmic-repo) · ACE"].selection_table()
 agreement = agreement_metrics(cosmic_table, substring_table, runs["COSMIC · ACE"].candidates())
 display(pd.Series(agreement, dtype=object))
 fig = plots.agreement_scatter(cosmic_table, substring_table)
-fig.show()
 save_figure(fig, FIGURES / "04_agreement_scatter", png=False)
+fig.show()
 
 # %% [markdown]
 # ## What we observed on this model

@@ -38,7 +38,7 @@ from pathlib import Path
 SIZE = os.environ.get("COSMIC_TL_NOTEBOOK_SIZE", "ci" if os.environ.get("CI") else "small")
 MODEL = "qwen2.5-coder-0.5b-instruct"
 RUN_SIZES = {
-    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=4, layer_stride=8),
+    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=3, layer_stride=8),
     "small": dict(preset="quick", n_train=32, n_val=8, n_test=12, max_new_tokens=24, layer_stride=4),
     "paper": dict(preset="paper"),  # 180+180 train, 100+100 val, 512+512 test, 512 tokens, every layer
 }[SIZE]
@@ -58,8 +58,8 @@ from cosmic_tl import artifacts, plots
 from cosmic_tl.experiments.adversarial import ADV_SYSTEM_PROMPT, run_adversarial, saturation_figure
 from cosmic_tl.plots import save_figure
 
+torch.set_grad_enabled(False)  # inference only
 pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
-torch.set_grad_enabled(False)
 
 # %% [markdown]
 # ## The system prompt works: everything is refused
@@ -98,8 +98,8 @@ comparison = run_adversarial(config, out, model=model, progress=PROGRESS)
 saturation = artifacts.read_csv(out / "saturation" / "summary.csv")
 display(saturation)
 fig = saturation_figure(artifacts.read_csv(out / "saturation" / "refusal_scores.csv"))
-fig.show()
 save_figure(fig, FIGURES / "05_refusal_score_saturation", png=False)
+fig.show()
 
 # %% [markdown]
 # ## What each method selects
@@ -115,8 +115,8 @@ for key in ("cosmic_adversarial", "substring_adversarial", "cosmic_normal"):
         continue
     fig = plots.selection_dashboard(artifacts.read_csv(out / "selection" / key / "table.csv"))
     fig.update_layout(title=f"{key}: position {summary['position']}, layer {summary['layer']}")
-    fig.show()
     save_figure(fig, FIGURES / f"05_selection_{key}", png=False)
+    fig.show()
 
 # %% [markdown]
 # ## Steering the normal model
@@ -130,8 +130,8 @@ metrics = artifacts.read_csv(out / "metrics" / "refusal.csv")
 for dataset in ("harmful", "harmless"):
     fig = plots.refusal_bars(metrics, dataset=dataset, by_category=False)
     fig.update_layout(title=f"{dataset} test prompts: refusal rate of the normal model, steered")
-    fig.show()
     save_figure(fig, FIGURES / f"05_refusal_{dataset}", png=False)
+    fig.show()
 
 # %% [markdown]
 # ## What we observed on this model

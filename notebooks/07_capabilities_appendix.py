@@ -39,7 +39,7 @@ from pathlib import Path
 SIZE = os.environ.get("COSMIC_TL_NOTEBOOK_SIZE", "ci" if os.environ.get("CI") else "small")
 MODEL = "qwen2.5-coder-0.5b-instruct"
 RUN_SIZES = {
-    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=4, layer_stride=8),
+    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=3, layer_stride=8),
     "small": dict(preset="quick", n_train=32, n_val=8, n_test=12, max_new_tokens=24, layer_stride=4),
     "paper": dict(preset="paper"),  # 180+180 train, 100+100 val, 512+512 test, 512 tokens, every layer
 }[SIZE]
@@ -61,8 +61,8 @@ from cosmic_tl.metrics import ce_loss, next_token_kl
 from cosmic_tl.pipeline import load_run, run_pipeline
 from cosmic_tl.plots import save_figure
 
+torch.set_grad_enabled(False)  # inference only
 pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
-torch.set_grad_enabled(False)
 
 # %% [markdown]
 # ## The directions (runs shared with notebooks 01–04)
@@ -96,8 +96,8 @@ costs = pd.DataFrame(rows)
 display(costs)
 fig = px.bar(costs, x="direction", y="ce", color="intervention", barmode="group", hover_data=["KL", "ppl", "n_tokens"],
              title="CE loss of the model's own harmless completions (lower: less disturbed)")
-fig.show()
 save_figure(fig, FIGURES / "07_ce_loss", png=False)
+fig.show()
 
 # %% [markdown]
 # ## ACE addition strength
@@ -113,8 +113,8 @@ sweep = pd.DataFrame(sweep_rows)
 display(sweep)
 fig = px.line(sweep.melt(id_vars="alpha", var_name="measure"), x="alpha", y="value", color="measure", markers=True,
               title="Harmless prompts under ACE addition of the COSMIC direction, by strength α")
-fig.show()
 save_figure(fig, FIGURES / "07_ace_addition_alpha", png=False)
+fig.show()
 
 # %% [markdown]
 # ## What we observed on this model

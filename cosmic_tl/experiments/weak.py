@@ -4,10 +4,8 @@ Simulated mode (the authors' ``run_pipeline_unaligned_ace.py``):
 
 1. Stage 1, original model M: candidates, L_low (second-half variant) and COSMIC selection → r₁.
 2. M′ = M + ablation of r₁ (ACE: at its layer; LCE: every layer). Its hooks stay on from here.
-3. Stage 2, inside M′: candidates, L_low (second half) and COSMIC selection → r₂. The candidate and
-   L_low functions take the M′ hooks as ``fwd_hooks``; ``CandidateScorer`` takes no hooks, so
-   selection runs inside a ``bridge.hooks(...)`` context holding them (nested contexts only remove
-   their own hooks, and hooks fire in registration order, so r₁'s edit precedes r₂'s).
+3. Stage 2, inside M′: candidates, L_low (second half) and COSMIC selection → r₂, each given the
+   M′ hooks as ``fwd_hooks`` (registered first, so r₁'s edit precedes each candidate's).
 4. α sweep: M′ + addition of r₂ with each α, on harmful test (refusal recovered) and harmless
    test (false refusal), next to the baselines M and M′.
 
@@ -77,11 +75,10 @@ def run_stage(run: ExperimentRun, stage: str, weak_hooks: Callable[[], Hooks]) -
         m, p = run.get_model(), run.prompts()
         cands = run.candidates(stage, "candidates.safetensors")
         eval_layers = art.read_json(f.path(stage, "eval_layers.json"))["eval_layers"]
-        # CandidateScorer has no fwd_hooks argument: M′'s hooks stay registered for all its passes.
-        with m.bridge.hooks(fwd_hooks=weak_hooks()):
-            run.save_selection(stage, lambda: select_cosmic(
-                m, cands, p["harmful_val"], p["harmless_val"], eval_layers, prune_fraction=c.prune_fraction,
-                parity_inplace=c.parity_inplace, layers=run.layers(m), **run.selection_kwargs()))
+        run.save_selection(stage, lambda: select_cosmic(
+            m, cands, p["harmful_val"], p["harmless_val"], eval_layers, prune_fraction=c.prune_fraction,
+            parity_inplace=c.parity_inplace, layers=run.layers(m), fwd_hooks=weak_hooks(),
+            **run.selection_kwargs()))
 
     for name, fn in (("directions", step_directions), ("eval_layers", step_eval_layers),
                      ("selection", step_selection)):
@@ -185,5 +182,20 @@ def _report(run: ExperimentRun, table: pd.DataFrame, natural: bool) -> list[str]
             f"{base.harmless_refusal:.0%} of harmless test prompts unsteered. A model that hardly ever "
             "refuses has no refusal behaviour for the mean difference to capture; the sweep shows whether "
             "adding it induces refusals at all, and at what cost on harmless prompts.")
+    lines += ["", _sweep_verdict(table)]
     lines += ["", "Figure: `figures/alpha_sweep.html`. Rates per condition: `metrics/refusal.csv`."]
     return lines
+
+
+def _sweep_verdict(table: pd.DataFrame) -> str:
+    """Whether adding r₂ brought harmful refusal above the unsteered model it was added to."""
+    steered = table[table.alpha > 0]
+    if steered.empty:
+        return "No stage-2 direction, so no α sweep."
+    base = table[table.alpha == 0].iloc[-1]  # the model r₂ is added to (M′, or the model itself)
+    best = steered.loc[steered.harmful_refusal.idxmax()]
+    if best.harmful_refusal <= base.harmful_refusal:
+        return (f"Adding r₂ did not raise harmful refusal above {base.harmful_refusal:.0%} (unsteered) at any "
+                f"α in {list(steered.alpha)} on these prompts.")
+    return (f"Adding r₂ raised harmful refusal from {base.harmful_refusal:.0%} to {best.harmful_refusal:.0%} "
+            f"at α = {best.alpha:g}, with harmless refusal {base.harmless_refusal:.0%} → {best.harmless_refusal:.0%}.")

@@ -7,7 +7,7 @@ filter and layer pruning of Arditi et al. are kept, plus the authors' position -
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 import torch
@@ -15,7 +15,7 @@ import torch
 from cosmic_tl.directions import Candidates
 from cosmic_tl.models import ChatModel
 from cosmic_tl.selection.result import Selection, is_nan, is_zero_direction, rank_and_pick
-from cosmic_tl.selection.scoring import CandidateScorer, ScoringPlan
+from cosmic_tl.selection.scoring import CandidateScorer, ScoringPlan, hooks_while_scoring
 
 KL_THRESHOLD = 0.1
 PRUNE_FRACTION = 0.2
@@ -84,6 +84,7 @@ def select_cosmic(
     progress: bool = True,
     scorer: CandidateScorer | None = None,
     layers: Sequence[int] | None = None,
+    fwd_hooks: Sequence[tuple[str, Callable]] = (),
 ) -> Selection:
     """Choose a refusal direction by COSMIC's activation-only scores.
 
@@ -101,21 +102,24 @@ def select_cosmic(
         progress: Show progress bars.
         scorer: A scorer built earlier on the same validation sets (reused, e.g. for agreement).
         layers: Only consider candidates at these layers (default: all; quick runs use a stride).
+        fwd_hooks: Hooks kept on the model during every pass, to select inside an edited model
+            (e.g. the weakened model M′ of the weakly aligned experiment); not with ``scorer``.
 
     Returns:
         The :class:`Selection`, with every candidate's ``s_abl``, ``s_add``, ``kl``, ``score``
         and the reason it was dropped.
     """
-    scorer = scorer or CandidateScorer(
-        model, harmful_val, harmless_val, eval_layers,
-        steering=steering, batch_size=batch_size, parity_inplace=parity_inplace, progress=progress,
-    )
     cutoff = late_layer_cutoff(model.n_layers, prune_fraction)
     plan = ScoringPlan(
         pruned=lambda pos, layer: layer >= cutoff,
         readout_positions=[p for p in candidates.positions if p != -1],
     )
-    table = scorer.score_all(candidates, plan, layers)
+    with hooks_while_scoring(model, fwd_hooks, scorer):
+        scorer = scorer or CandidateScorer(
+            model, harmful_val, harmless_val, eval_layers,
+            steering=steering, batch_size=batch_size, parity_inplace=parity_inplace, progress=progress,
+        )
+        table = scorer.score_all(candidates, plan, layers)
     table["score"] = table.s_abl + table.s_add
     reasons = cosmic_filter_reasons(table, model.n_layers, kl_threshold=kl_threshold, prune_fraction=prune_fraction)
     table = rank_and_pick(table, reasons)

@@ -19,8 +19,9 @@ residual advanced from the previous layer's, one layer held at a time).
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import pandas as pd
 import torch
@@ -59,6 +60,19 @@ def intervention_hooks(steering: str, action: str, r: Tensor, mu: Tensor, layer:
             return lce_ablation_hooks(r, n_layers)
         return lce_addition_hooks(r, layer, alpha=alpha)
     raise ValueError(f"Unknown steering mode {steering!r}; expected one of {STEERING_MODES}.")
+
+
+@contextmanager
+def hooks_while_scoring(model: ChatModel, fwd_hooks, scorer: "CandidateScorer | None") -> Iterator[None]:
+    """Keep ``fwd_hooks`` on the model for every scoring pass: the model scored is the edited one
+    (e.g. a weakened model M′). They are registered first, so each candidate's own hooks act
+    after them. A prebuilt ``scorer`` measured its baselines without them, so it is refused."""
+    fwd_hooks = list(fwd_hooks)
+    if fwd_hooks and scorer is not None:
+        raise ValueError("Pass fwd_hooks or a prebuilt scorer, not both: the scorer's unintervened "
+                         "baselines were measured without those hooks.")
+    with model.bridge.hooks(fwd_hooks=fwd_hooks):
+        yield
 
 
 def _unit(v: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ prompts when ablated. Two variants:
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -24,7 +24,7 @@ from cosmic_tl.metrics import refusal_score
 from cosmic_tl.models import ChatModel
 from cosmic_tl.selection.cosmic import KL_THRESHOLD, late_layer_cutoff
 from cosmic_tl.selection.result import Selection, is_nan, is_zero_direction, rank_and_pick
-from cosmic_tl.selection.scoring import CandidateScorer, ScoringPlan
+from cosmic_tl.selection.scoring import CandidateScorer, ScoringPlan, hooks_while_scoring
 
 SUBSTRING_VARIANTS = {
     # variant: (prune fraction, prune only position -1, induce-refusal threshold)
@@ -109,6 +109,7 @@ def select_substring(
     progress: bool = True,
     scorer: CandidateScorer | None = None,
     layers: Sequence[int] | None = None,
+    fwd_hooks: Sequence[tuple[str, Callable]] = (),
 ) -> Selection:
     """Choose a refusal direction by the refusal-token baseline.
 
@@ -120,19 +121,21 @@ def select_substring(
             candidates, since it also changes the training prompts.
         scorer: Reuse a scorer built with ``want`` including ``"substring"``.
         layers: Only consider candidates at these layers (default: all).
+        fwd_hooks: Hooks kept on the model during every pass (as for :func:`select_cosmic`).
 
     Returns:
         The :class:`Selection`; ``score = -abl_refusal`` (higher is better).
     """
     _variant(variant)
-    scorer = scorer or CandidateScorer(
-        model, harmful_val, harmless_val, [model.n_layers - 1],
-        steering=steering, batch_size=batch_size, want=("substring",), progress=progress,
-    )
-    if "substring" not in scorer.want:
+    if scorer is not None and "substring" not in scorer.want:
         raise ValueError("The scorer was built without refusal-token scores (want must include 'substring').")
     plan = ScoringPlan(pruned=substring_pruned(variant, model.n_layers))
-    table = scorer.score_all(candidates, plan, layers)
+    with hooks_while_scoring(model, fwd_hooks, scorer):
+        scorer = scorer or CandidateScorer(
+            model, harmful_val, harmless_val, [model.n_layers - 1],
+            steering=steering, batch_size=batch_size, want=("substring",), progress=progress,
+        )
+        table = scorer.score_all(candidates, plan, layers)
     table["score"] = -table.abl_refusal
     table = rank_and_pick(table, substring_filter_reasons(table, model.n_layers, variant, kl_threshold))
     pick = table[table.chosen].iloc[0]

@@ -103,6 +103,10 @@ def test_pipeline_writes_every_artifact(tiny_run):
     assert d.meta["method"] == "cosmic" and d.meta["steering"] == "ace" and d.meta["system"] == "none"
     assert summary["config"]["resolved_sizes"]["n_test"] == 3
     assert "Chosen direction: position" in (out / "report.md").read_text()
+    # Every step records its time and the process's peak memory; the summary keeps the largest.
+    assert set(summary["timings_s"]) >= {"data", "directions", "selection", "metrics"}
+    markers = [art.read_json(p) for p in (out / "steps").glob("*.json")]
+    assert summary["peak_rss_gb"] == max(m["peak_rss_gb"] for m in markers) > 0
 
 
 def test_pipeline_rerun_reuses_every_step(tiny_run, tiny_model):

@@ -201,6 +201,15 @@ def test_pickle_files_are_refused(tmp_path, saved, no_unpickling):
         Candidates.load(tmp_path / "raw.safetensors")
 
 
+def test_truncated_safetensors_whose_length_looks_like_pickle_magic(tmp_path, no_unpickling):
+    """A header length of 0x280 starts the file with the bytes of a protocol-2 pickle (0x80 0x02);
+    the JSON header that follows shows it is a (here truncated) safetensors file."""
+    path = tmp_path / "candidates.safetensors"
+    path.write_bytes((0x280).to_bytes(8, "little") + b'{"r": {"dtype": "F32", ')
+    with pytest.raises(DirectionFileError, match="not a readable safetensors file"):
+        Candidates.load(path)
+
+
 def test_candidates_roundtrip_exact(candidates, tmp_path):
     path = candidates.save(tmp_path / "c" / "candidates.safetensors")
     loaded = Candidates.load(path)

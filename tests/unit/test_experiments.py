@@ -274,3 +274,17 @@ def test_cli_commands_reach_the_experiments(monkeypatch, tmp_path, tiny_model_di
     for command in ("agreement", "adversarial"):
         args = cli.build_parser().parse_args([command, "--out", str(tmp_path)])
         assert callable(args.fn)
+
+
+def test_weak_report_states_whether_the_sweep_recovered_refusal():
+    from cosmic_tl.experiments.weak import _sweep_verdict
+
+    def table(harmful, harmless):
+        return pd.DataFrame(dict(alpha=[0.0, 0.0, 1.0, 2.0], harmful_refusal=harmful, harmless_refusal=harmless,
+                                 label=["M", "M′", "M′ + r₂", "M′ + r₂"]))
+
+    # Compared with M′ (the last unsteered row), not with M.
+    assert _sweep_verdict(table([0.5, 0.25, 0.25, 0.125], [0.0] * 4)).startswith("Adding r₂ did not raise")
+    raised = _sweep_verdict(table([0.5, 0.25, 0.375, 0.75], [0.0, 0.0, 0.125, 0.5]))
+    assert "from 25% to 75% at α = 2" in raised and "harmless refusal 0% → 50%" in raised
+    assert _sweep_verdict(table([0.5, 0.25, 0.25, 0.25], [0.0] * 4)[:2]) == "No stage-2 direction, so no α sweep."

@@ -18,7 +18,7 @@ from cosmic_tl.activations import (
     supports_layer_start,
 )
 from cosmic_tl.directions import Candidates
-from cosmic_tl.hooks import ace_addition_hooks
+from cosmic_tl.hooks import ace_addition_hooks, steering_hooks
 from cosmic_tl.selection import select_cosmic
 from cosmic_tl.selection.scoring import CandidateScorer, ScoringPlan
 
@@ -199,3 +199,28 @@ def test_optimized_selection_equals_reference(tiny_model, candidates, steering, 
     assert cmp["same_pick"], cmp
     assert cmp["max_abs_score_diff"] <= 1e-5, cmp
     assert cmp["n_scores_compared"] >= 3 * len(layers) * len(candidates.positions)
+
+
+@pytest.mark.parametrize("steering", ["ace", "lce"])
+def test_selection_inside_an_edited_model(tiny_model, candidates, steering):
+    """``fwd_hooks`` keep an edit on for every pass (the weakly aligned experiment's M′): the started
+    passes then equal full passes run inside the same edit, and the scores differ from the
+    unedited model's."""
+    candidates = _last_two_positions(candidates)
+    r1 = candidates.direction(-2, 3)
+    edit = steering_hooks(r1, "ace", "ablation", tiny_model.n_layers)
+    eval_layers, layers = [5, 6], [1, 2, 4, 6]
+    kw = dict(steering=steering, batch_size=4, layers=layers, progress=False)
+    inside = select_cosmic(tiny_model, candidates, HARMFUL, HARMLESS, eval_layers, fwd_hooks=edit, **kw).table
+    with tiny_model.bridge.hooks(fwd_hooks=edit):
+        full = CandidateScorer(tiny_model, HARMFUL, HARMLESS, eval_layers, steering=steering, batch_size=4,
+                               progress=False, layer_start=False)
+        full_table = select_cosmic(tiny_model, candidates, HARMFUL, HARMLESS, eval_layers, scorer=full, **kw).table
+    outside = select_cosmic(tiny_model, candidates, HARMFUL, HARMLESS, eval_layers, **kw).table
+    cols = ["s_abl", "s_add", "kl"]
+    assert torch.allclose(torch.tensor(inside[cols].to_numpy()), torch.tensor(full_table[cols].to_numpy()),
+                          atol=1e-5, equal_nan=True)
+    # Scored after `inside`: a difference also shows the edit was removed when selection ended.
+    assert (inside.s_abl - outside.s_abl).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="not both"):
+        select_cosmic(tiny_model, candidates, HARMFUL, HARMLESS, eval_layers, scorer=full, fwd_hooks=edit, **kw)
