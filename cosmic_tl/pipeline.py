@@ -161,8 +161,17 @@ def run_pipeline(
                 kept = filter_by_refusal_score(
                     m, d[f"harmful_{split}"], d[f"harmless_{split}"], batch_size=config.batch_size, progress=progress
                 )
-                d[f"harmful_{split}"], d[f"harmless_{split}"] = kept
                 log(f"  Arditi filter kept {len(kept[0])} harmful / {len(kept[1])} harmless {split} prompts")
+                for kind, before, after in (("harmful", d[f"harmful_{split}"], kept[0]),
+                                            ("harmless", d[f"harmless_{split}"], kept[1])):
+                    if not after:
+                        raise ValueError(
+                            f"The Arditi data filter kept 0 of {len(before)} {kind} {split} prompts (it keeps "
+                            "harmful prompts whose refusal score is > 0 and harmless ones whose score is < 0): "
+                            f"{m.name} refuses too few of them. Use --substring-variant cosmic-repo, larger "
+                            "sizes, or --system default."
+                        )
+                d[f"harmful_{split}"], d[f"harmless_{split}"] = kept
         art.write_json(folder.path("data", "prompts.json"), d)
 
     def step_directions():

@@ -122,3 +122,20 @@ def test_pipeline_refuses_a_folder_of_another_config(tiny_run, tiny_model):
     other = RunConfig(**{**cfg.__dict__, "seed": 7})
     with pytest.raises(art.RunFolderError, match="another configuration"):
         run_pipeline(other, out, model=tiny_model, progress=False, log=lambda s: None)
+
+
+def test_arditi_filter_that_keeps_no_prompt_is_named(tiny_model, tiny_model_dir, tmp_path, monkeypatch):
+    """A model that refuses none of the harmful val prompts leaves Arditi's variant nothing to select
+    on: the run stops at the data step, says which filter and split, and writes no data."""
+    import cosmic_tl.pipeline as pipeline
+
+    def refuses_nothing(model, harmful, harmless, **kw):
+        return [], list(harmless)
+
+    monkeypatch.setattr(pipeline, "filter_by_refusal_score", refuses_nothing)
+    cfg = RunConfig(model=str(tiny_model_dir), preset="tiny", n_train=6, n_val=4, n_test=3, selection="substring",
+                    substring_variant="arditi")
+    with pytest.raises(ValueError, match="Arditi data filter kept 0 of 6 harmful train prompts"):
+        run_pipeline(cfg, tmp_path / "r", model=tiny_model, progress=False, log=lambda s: None)
+    assert not (tmp_path / "r" / "data" / "prompts.json").exists()
+    assert not (tmp_path / "r" / "steps" / "data.json").exists()
