@@ -161,21 +161,26 @@ def run_pipeline(
                 kept = filter_by_refusal_score(
                     m, d[f"harmful_{split}"], d[f"harmless_{split}"], batch_size=config.batch_size, progress=progress
                 )
-                log(f"  Arditi filter kept {len(kept[0])} harmful / {len(kept[1])} harmless {split} prompts")
-                for kind, before, after in (("harmful", d[f"harmful_{split}"], kept[0]),
-                                            ("harmless", d[f"harmless_{split}"], kept[1])):
-                    if not after:
-                        raise ValueError(
-                            f"The Arditi data filter kept 0 of {len(before)} {kind} {split} prompts (it keeps "
-                            "harmful prompts whose refusal score is > 0 and harmless ones whose score is < 0): "
-                            f"{m.name} refuses too few of them. Use --substring-variant cosmic-repo, larger "
-                            "sizes, or --system default."
-                        )
                 d[f"harmful_{split}"], d[f"harmless_{split}"] = kept
+                log(f"  Arditi filter kept {len(kept[0])} harmful / {len(kept[1])} harmless {split} prompts")
         art.write_json(folder.path("data", "prompts.json"), d)
+
+    def check_prompts_left(p: dict) -> None:
+        """After Arditi's data filter (its outcome is saved in data/), a split may be empty."""
+        sizes = config.sizes
+        for split, n in (("train", sizes.n_train), ("val", sizes.n_val)):
+            for kind in ("harmful", "harmless"):
+                if not p[f"{kind}_{split}"]:
+                    raise ValueError(
+                        f"The Arditi data filter kept 0 of {n} {kind} {split} prompts (it keeps harmful prompts "
+                        "whose refusal score is > 0 and harmless ones whose score is < 0; see data/prompts.json): "
+                        "the model refuses too few of them. Use --substring-variant cosmic-repo, larger sizes, "
+                        "or --system default."
+                    )
 
     def step_directions():
         p = run.prompts()
+        check_prompts_left(p)
         c = candidate_directions(
             get_model(), p["harmful_train"], p["harmless_train"], batch_size=config.batch_size, progress=progress
         )

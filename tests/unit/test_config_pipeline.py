@@ -125,8 +125,9 @@ def test_pipeline_refuses_a_folder_of_another_config(tiny_run, tiny_model):
 
 
 def test_arditi_filter_that_keeps_no_prompt_is_named(tiny_model, tiny_model_dir, tmp_path, monkeypatch):
-    """A model that refuses none of the harmful val prompts leaves Arditi's variant nothing to select
-    on: the run stops at the data step, says which filter and split, and writes no data."""
+    """A model that refuses none of the harmful prompts leaves Arditi's variant nothing to select on:
+    the filter's outcome is saved (data/), then the run stops before the directions, naming the
+    filter and the split."""
     import cosmic_tl.pipeline as pipeline
 
     def refuses_nothing(model, harmful, harmless, **kw):
@@ -137,5 +138,6 @@ def test_arditi_filter_that_keeps_no_prompt_is_named(tiny_model, tiny_model_dir,
                     substring_variant="arditi")
     with pytest.raises(ValueError, match="Arditi data filter kept 0 of 6 harmful train prompts"):
         run_pipeline(cfg, tmp_path / "r", model=tiny_model, progress=False, log=lambda s: None)
-    assert not (tmp_path / "r" / "data" / "prompts.json").exists()
-    assert not (tmp_path / "r" / "steps" / "data.json").exists()
+    assert art.read_json(tmp_path / "r" / "data" / "prompts.json")["harmful_train"] == []
+    assert (tmp_path / "r" / "steps" / "data.json").exists()
+    assert not (tmp_path / "r" / "steps" / "directions.json").exists()
