@@ -151,11 +151,13 @@ def run_pipeline(
             )
         return cache["model"]
 
+    arditi_filter = config.selection == "substring" and config.substring_variant == "arditi"
+
     def step_data():
         s = sample_paper(n_train=sizes.n_train, n_val=sizes.n_val, n_test=sizes.n_test, seed=config.seed)
         d = {**s.instructions(), "harmful_test": s.harmful_test, "harmless_test": s.harmless_test}
         d = {k: [p.__dict__ for p in v] if k.endswith("test") else v for k, v in d.items()}
-        if config.selection == "substring" and config.substring_variant == "arditi":
+        if arditi_filter:
             m = get_model()
             for split in ("train", "val"):
                 kept = filter_by_refusal_score(
@@ -165,9 +167,8 @@ def run_pipeline(
                 log(f"  Arditi filter kept {len(kept[0])} harmful / {len(kept[1])} harmless {split} prompts")
         art.write_json(folder.path("data", "prompts.json"), d)
 
-    def check_prompts_left(p: dict) -> None:
+    def check_arditi_filter_left_prompts(p: dict) -> None:
         """After Arditi's data filter (its outcome is saved in data/), a split may be empty."""
-        sizes = config.sizes
         for split, n in (("train", sizes.n_train), ("val", sizes.n_val)):
             for kind in ("harmful", "harmless"):
                 if not p[f"{kind}_{split}"]:
@@ -180,7 +181,8 @@ def run_pipeline(
 
     def step_directions():
         p = run.prompts()
-        check_prompts_left(p)
+        if arditi_filter:
+            check_arditi_filter_left_prompts(p)
         c = candidate_directions(
             get_model(), p["harmful_train"], p["harmless_train"], batch_size=config.batch_size, progress=progress
         )
