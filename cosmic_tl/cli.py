@@ -1,7 +1,10 @@
 """``cosmic-tl`` (also ``python -m cosmic_tl``): the pipeline and experiments from the shell.
 
 Every option defaults to :class:`cosmic_tl.config.RunConfig`; ``--config FILE.toml`` replaces the
-flags (flags given explicitly win over the file).
+flags (flags given explicitly win over the file). ``cosmic-tl run`` also takes the concept flags
+(``--concept chinese|FILE.toml``, ``--positive/--negative FILE``, ``--positive-suffix``,
+``--judge``; :func:`cosmic_tl.concepts.add_concept_arguments`): any error of theirs is reported
+on one line before a run folder exists.
 """
 
 from __future__ import annotations
@@ -13,8 +16,16 @@ import logging
 import sys
 from pathlib import Path
 
+from cosmic_tl import config as config_module
 from cosmic_tl.config import PRESETS, SELECTION, STEERING, SUBSTRING_VARIANTS, SYSTEM_CHOICES, ConfigError, RunConfig
+from cosmic_tl.concepts import add_concept_arguments
 from cosmic_tl.judges import DEFAULT_JUDGE_MODEL
+
+# Former --selection names, still accepted with a note (``substring`` is the refusal-token baseline).
+SELECTION_ALIASES = getattr(config_module, "SELECTION_ALIASES", {})
+# Options whose value may be a negative float in exponent form ("-1e30"), which argparse would
+# otherwise take for an option.
+_SIGNED_FLOAT_OPTIONS = ("--alpha",)
 
 log = logging.getLogger("cosmic_tl")
 
@@ -28,7 +39,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="TOML file of RunConfig fields (flags override it)")
     p.add_argument("--model", help=f"shipped name, Hugging Face id, folder or .gguf (default {d.model})")
     p.add_argument("--steering", choices=STEERING, help=f"default {d.steering}")
-    p.add_argument("--selection", choices=SELECTION, help=f"default {d.selection}")
+    p.add_argument("--selection", choices=(*SELECTION, *SELECTION_ALIASES),
+                   help=f"{' | '.join(SELECTION)} (default {d.selection})")
     p.add_argument("--preset", choices=list(PRESETS), help=f"sizes (default {d.preset})")
     p.add_argument("--system", help=f"system turn: {SYSTEM_CHOICES} (default {d.system})")
     p.add_argument("--substring-variant", choices=SUBSTRING_VARIANTS, help=f"default {d.substring_variant}")
@@ -41,13 +53,18 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--judge-model", nargs="?", const=DEFAULT_JUDGE_MODEL,
         help=f"also judge completions with a chat model (flag alone: {DEFAULT_JUDGE_MODEL}, needs .[models-1.5b])",
     )
-    p.add_argument("--out", type=Path, required=True, help="run folder (resumed if it holds this config)")
+    p.add_argument("--out", required=True,
+                   help="run folder: new, empty, or a run folder of this configuration (then resumed)")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Build the RunConfig from a parsed namespace (``--config`` file first, flags on top)."""
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     flags = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if flags.get("selection") in SELECTION_ALIASES:
+        new = SELECTION_ALIASES[flags["selection"]]
+        log.warning("--selection %s is deprecated; use --selection %s (the same baseline).", flags["selection"], new)
+        flags["selection"] = new
     if args.config is not None:
         return RunConfig.from_toml(args.config, **flags)
     return RunConfig(**flags)
@@ -60,7 +77,7 @@ def _cmd_run(args) -> int:
     log.debug("Configuration (fingerprint %s): %s", config.fingerprint(), config.to_dict())
     summary = run_pipeline(config, args.out, progress=not args.quiet, log=log.info)
     print((Path(args.out) / "report.md").read_text())
-    print(f"Artifacts: {args.out}/  (summary.json, report.md, figures/*.html)")
+    print(f"Artifacts: {args.out}/  (summary.json, report.md, figures/*.html, explorer.html)")
     return 0 if summary else 1
 
 
@@ -84,21 +101,41 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="the end-to-end COSMIC pipeline")
     _add_run_options(run)
+    add_concept_arguments(run)
     run.set_defaults(fn=_cmd_run)
     models = sub.add_parser("models", help="list the shipped offline models")
     models.set_defaults(fn=_cmd_models)
     from cosmic_tl.experiments.cli import add_experiment_commands
 
     add_experiment_commands(sub, _add_run_options, config_from_args)
+    from cosmic_tl.explore.cli import add_explore_command
+
+    add_explore_command(sub)
     for command in sub.choices.values():
         # -v/-q also work after the subcommand; SUPPRESS keeps it from resetting the global flags.
         _add_global_options(command, default=argparse.SUPPRESS)
     return parser
 
 
+def _join_signed_floats(argv: list[str]) -> list[str]:
+    """``--alpha -1e30`` as ``--alpha=-1e30`` (argparse reads "-1e30" as an unknown option)."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1] in _SIGNED_FLOAT_OPTIONS and token.startswith("-"):
+            try:
+                float(token)
+            except ValueError:
+                pass
+            else:
+                out[-1] = f"{out[-1]}={token}"
+                continue
+        out.append(token)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_signed_floats(sys.argv[1:] if argv is None else list(argv)))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
+from typing import Any, Callable
 from pathlib import Path
 
 try:
@@ -17,11 +19,24 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from cosmic_tl.checks import (  # noqa: F401  (DTYPES, MAX_ABS_ALPHA, ... are part of this module's API)
+    DEVICE_CHOICES,
+    DTYPE_ALIASES,
+    DTYPES,
+    MAX_ABS_ALPHA,
+    ConfigError,
+    alpha_value,
+    boolean,
+    canonical_dtype,
+    check_device,
+    choice,
+    integer,
+    non_negative,
+    real_in_range,
+    text,
+)
 from cosmic_tl.shipped import DEFAULT_MODEL
-
-
-class ConfigError(ValueError):
-    """An invalid configuration value or file."""
+from cosmic_tl.steering import steering_names
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,7 @@ class Preset:
         n_test: Prompts per class for the evaluation completions.
         max_new_tokens: Generated tokens per completion.
         layer_stride: Score candidates at every ``layer_stride``-th layer (1 = all, as the paper).
+        n_truthfulqa: TruthfulQA questions of the capability check (790 = all; 0 = skip it).
     """
 
     n_train: int
@@ -41,21 +57,34 @@ class Preset:
     n_test: int
     max_new_tokens: int
     layer_stride: int = 1
+    n_truthfulqa: int = 790
 
 
 PRESETS = {
-    # The paper's sizes (COSMIC_SPEC §2.2, §7.1).
-    "paper": Preset(n_train=180, n_val=100, n_test=512, max_new_tokens=512),
+    # The paper's sizes (docs/method.md §7).
+    "paper": Preset(n_train=180, n_val=100, n_test=512, max_new_tokens=512, n_truthfulqa=790),
     # About 12 minutes for the whole run on the default model on 2 CPU cores (measured idle).
-    "quick": Preset(n_train=32, n_val=16, n_test=24, max_new_tokens=48, layer_stride=2),
+    "quick": Preset(n_train=32, n_val=16, n_test=24, max_new_tokens=48, layer_stride=2, n_truthfulqa=100),
     # Smoke runs (CI, notebooks in CI, tiny models): minutes.
-    "tiny": Preset(n_train=8, n_val=6, n_test=6, max_new_tokens=12, layer_stride=4),
+    "tiny": Preset(n_train=8, n_val=6, n_test=6, max_new_tokens=12, layer_stride=4, n_truthfulqa=8),
 }
 
-STEERING = ("ace", "lce")
-SELECTION = ("cosmic", "substring")
+STEERING = steering_names()  # the rules of cosmic_tl.steering.STEERING_RULES, ("ace", "lce")
+SELECTION = ("cosmic", "refusal-token")
+SELECTION_ALIASES = {"substring": "refusal-token"}  # former names, accepted with a DeprecationWarning
+
+
+def _selection_choice(name: str, value: Any) -> str:
+    """A ``SELECTION`` entry; a former name is normalised, with a deprecation note."""
+    if isinstance(value, str) and value in SELECTION_ALIASES:
+        warnings.warn(f"{name}={value!r} is deprecated; use {SELECTION_ALIASES[value]!r}.", DeprecationWarning,
+                      stacklevel=4)
+        value = SELECTION_ALIASES[value]
+    return choice(SELECTION)(name, value)
+
 SUBSTRING_VARIANTS = ("cosmic-repo", "arditi")
 SYSTEM_CHOICES = "none | default | any other text (used as the system prompt)"
+
 
 
 @dataclass(frozen=True)
@@ -65,18 +94,31 @@ class RunConfig:
     Attributes:
         model: Shipped short name, Hugging Face id, local folder or ``.gguf`` file.
         steering: ``"ace"`` (affine, the default) or ``"lce"`` (linear).
-        selection: ``"cosmic"`` or ``"substring"`` (the refusal-token baseline).
+        selection: ``"cosmic"`` or ``"refusal-token"`` (the baseline of Arditi et al.; the former
+            name ``"substring"`` is accepted and normalised, with a DeprecationWarning).
         preset: ``"quick"``, ``"paper"`` or ``"tiny"``; explicit sizes below override it.
         system: ``"none"`` (no system turn, the paper's setting), ``"default"`` (the template's
             own, e.g. "You are Qwen…") or a system prompt.
         seed: Seed of the paper's sampling procedure.
         substring_variant: ``"cosmic-repo"`` or ``"arditi"`` (also filters data by refusal score).
-        alpha: Coefficient of the addition used for evaluation.
-        kl_threshold, prune_fraction, eval_layer_fraction: Selection filters (COSMIC_SPEC §4).
-        parity_inplace: Reproduce the authors' in-place LCE read-outs (COSMIC_SPEC §10).
+        alpha: Coefficient of the addition used for evaluation, |alpha| <= :data:`MAX_ABS_ALPHA`.
+        kl_threshold: KL filter (>= 0); prune_fraction: share of last layers left out, in [0, 1);
+            eval_layer_fraction: share of layers in L_low, in (0, 1] (docs/method.md §2, §4).
+        parity_inplace: Reproduce the authors' in-place LCE read-outs (docs/method.md §8).
         batch_size, gen_batch_size: Prompts per forward pass / per generation batch.
-        dtype, device: Numerics and placement (device None = CUDA if available).
-        judge_model: Also judge completions with this chat model (None: the substring judge only).
+        dtype: One of :data:`DTYPES`; aliases such as ``"bf16"`` are stored under the full name.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, which must exist on this machine
+            (None = CUDA if available).
+        judge_model: Also judge completions with this chat model (None: the concept's judge only).
+        concept, positive, negative, positive_suffix, judge, concept_name: What the positive and
+            negative prompts contrast (:data:`CONCEPT_FIELDS`, the ``cosmic-tl run`` concept flags,
+            see :func:`cosmic_tl.concepts.concept_from_options`); all None: the paper's refusal.
+            Existing files among ``concept``, ``positive`` and ``negative`` are stored as absolute
+            paths, so a run resumed from another directory reads the same files.
+
+    Every field is checked on construction, before any file or folder is touched: a wrong type
+    (a string for a number, a bool for an int, a number for a name) or a value out of range
+    raises a one-line :class:`ConfigError` naming the field, the expected type and range.
     """
 
     model: str = DEFAULT_MODEL
@@ -101,22 +143,37 @@ class RunConfig:
     dtype: str = "float32"
     device: str | None = None
     judge_model: str | None = None
+    concept: str | None = None
+    positive: str | None = None
+    negative: str | None = None
+    positive_suffix: str | None = None
+    judge: str | None = None
+    concept_name: str | None = None
 
     def __post_init__(self):
-        self._check_choice("steering", STEERING)
-        self._check_choice("selection", SELECTION)
-        self._check_choice("preset", tuple(PRESETS))
-        self._check_choice("substring_variant", SUBSTRING_VARIANTS)
-        for name in ("n_train", "n_val", "n_test", "max_new_tokens", "layer_stride", "batch_size", "gen_batch_size"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}.")
-        if not (self.alpha == self.alpha) or abs(self.alpha) == float("inf"):
-            raise ConfigError(f"alpha must be a finite number, got {self.alpha!r}.")
+        for name, check in _FIELD_CHECKS.items():
+            value = check(name, getattr(self, name))
+            if value is not getattr(self, name):  # a normalised spelling, e.g. dtype "bf16"
+                object.__setattr__(self, name, value)
+        for name in ("concept", "positive", "negative"):
+            value = getattr(self, name)
+            if value is not None and Path(value).is_file():
+                object.__setattr__(self, name, str(Path(value).resolve()))
 
-    def _check_choice(self, name: str, choices: tuple) -> None:
-        if getattr(self, name) not in choices:
-            raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}.")
+    @property
+    def concept_options(self) -> dict[str, str]:
+        """The concept fields that are set (empty: the paper's refusal concept)."""
+        return {name: getattr(self, name) for name in CONCEPT_FIELDS if getattr(self, name) is not None}
+
+    def build_concept(self):
+        """The :class:`~cosmic_tl.concepts.Concept` of the concept fields (refusal when none is set).
+
+        Raises:
+            ConceptError: a bad concept, concept file, prompt file or judge (one line naming it).
+        """
+        from cosmic_tl.concepts import concept_from_options
+
+        return concept_from_options(**self.concept_options)
 
     @property
     def sizes(self) -> Preset:
@@ -135,26 +192,91 @@ class RunConfig:
         d["resolved_sizes"] = dataclasses.asdict(self.sizes)
         return d
 
-    def fingerprint(self) -> str:
-        """A hash of every field that can change a result (``device`` is excluded)."""
+    def fingerprint(self, concept=None) -> str:
+        """A hash of every field that can change a result (``device`` is excluded).
+
+        Args:
+            concept: The run's :class:`~cosmic_tl.concepts.Concept` (default: the one the concept
+                fields describe). Its :meth:`~cosmic_tl.concepts.Concept.describe` (sources and a
+                hash of every split) is hashed instead of the concept fields, so edited prompt files
+                give another fingerprint, while the paper's refusal concept, however it was named,
+                keeps the fingerprint of runs made before concepts existed.
+        """
         d = self.to_dict()
         d.pop("device")
+        for name in CONCEPT_FIELDS:
+            d.pop(name)
+        if concept is None and self.concept_options:
+            concept = self.build_concept()
+        if concept is not None:
+            from cosmic_tl.concepts import refusal_concept
+
+            description = concept.describe()
+            if description != refusal_concept().describe():
+                d["concept"] = description
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides) -> "RunConfig":
-        """Load a TOML file whose keys are RunConfig fields; ``overrides`` win over the file."""
+        """Load a TOML file whose keys are RunConfig fields; ``overrides`` win over the file.
+
+        The fields are either all top-level or all under one ``[run]`` table; a file mixing the two
+        is refused (the top-level keys would otherwise be dropped silently).
+
+        Raises:
+            ConfigError: a missing or invalid file, unknown keys, or an invalid value (named).
+        """
         path = Path(path)
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"Config file {path} does not exist.") from None
+        except (IsADirectoryError, UnicodeDecodeError) as e:
+            raise ConfigError(f"Config file {path} is not a readable TOML text file: {e}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"Config file {path} is not valid TOML: {e}") from None
-        data = data.get("run", data)
+        if "run" in data:
+            extra = sorted(set(data) - {"run"})
+            if not isinstance(data["run"], dict):
+                raise ConfigError(f"Config file {path}: 'run' must be a [run] table of RunConfig fields.")
+            if extra:
+                raise ConfigError(
+                    f"Config file {path} has a [run] table and also top-level keys ({', '.join(extra)}), "
+                    "which would be ignored; move them under [run] (or drop the [run] header)."
+                )
+            data = data["run"]
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"Unknown keys in {path}: {', '.join(unknown)}. Valid keys: {', '.join(sorted(known))}.")
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data)
+
+
+CONCEPT_FIELDS = ("concept", "positive", "negative", "positive_suffix", "judge", "concept_name")
+"""The concept fields (the ``dest``s of :func:`cosmic_tl.concepts.add_concept_arguments`)."""
+
+_MODEL = "a shipped short name, a Hugging Face id, a local folder or a .gguf file"
+_FIELD_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "model": text(_MODEL, f"The model name is empty (model = ''); give {_MODEL}."),
+    "steering": choice(STEERING),
+    "selection": _selection_choice,
+    "preset": choice(tuple(PRESETS)),
+    **{n: integer(1, optional=True) for n in ("n_train", "n_val", "n_test", "max_new_tokens", "layer_stride")},
+    "system": text(SYSTEM_CHOICES, "system is empty; use 'none' for no system turn, 'default' or a system prompt."),
+    "seed": integer(0),
+    "substring_variant": choice(SUBSTRING_VARIANTS),
+    "alpha": alpha_value,
+    "kl_threshold": non_negative("the KL filter on harmless completions"),
+    "prune_fraction": real_in_range(0, 1, False, True, "share of the last layers left out"),
+    "eval_layer_fraction": real_in_range(0, 1, True, False, "share of layers in L_low"),
+    "parity_inplace": boolean,
+    "batch_size": integer(1),
+    "gen_batch_size": integer(1),
+    "dtype": lambda name, value: canonical_dtype(value, name),
+    "device": lambda name, value: check_device(value, name),
+    "judge_model": text(_MODEL, "The judge_model name is empty; leave it unset for no model judge.", optional=True),
+    **{n: text(f"the {n.replace('_', ' ')} option of the concept",
+               f"{n} is empty; leave it unset or see `cosmic-tl run --help` (concept options).", optional=True)
+       for n in CONCEPT_FIELDS},
+}

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import random
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -37,6 +38,7 @@ BENCHMARK_NAMES: tuple[str, ...] = (
     "tdc2023",
 )
 USER_FILE_SUFFIXES: tuple[str, ...] = (".json", ".jsonl", ".csv")
+_FIELDS = ("instruction", "category")  # the record fields the loaders read
 
 # The paper's sample fingerprints at full size (n_train=180, n_val=100, n_test=512, seed=42),
 # copied from SOURCES.md so notebooks can check provenance without parsing it.
@@ -61,6 +63,22 @@ LICENCE_NOTICE = (
 _DATA_PACKAGE = "cosmic_tl"
 
 
+# Characters that render as nothing but are not classed as whitespace (Hangul fillers, braille blank).
+_INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` shows nothing: only whitespace, zero-width or other format/control characters.
+
+    ``"\u200b\u200b"`` (zero-width spaces), ``"\ufeff"`` (a BOM) and ``" \t\n"`` are blank;
+    any letter, digit, punctuation or emoji makes it non-blank.
+    """
+    return all(
+        ch.isspace() or ch in _INVISIBLE_LETTERS or unicodedata.category(ch) in ("Cc", "Cf", "Zs", "Zl", "Zp")
+        for ch in text
+    )
+
+
 class DatasetError(ValueError):
     """A dataset name, file or record is unusable; the message names the problem."""
 
@@ -82,7 +100,9 @@ class PaperSample:
     """The train/val/test samples the paper's pipeline draws from the six splits.
 
     Train and val hold bare instruction strings (as the paper's pipeline does); test keeps
-    the full prompts so per-category results remain possible.
+    the full prompts so per-category results remain possible. Every function that takes
+    instructions (``candidate_directions``, ``generate_completions``, ``ChatModel.tokenize``)
+    accepts both, so ``sample.harmful_test`` can be passed as it is.
     """
 
     harmful_train: list[str]
@@ -147,9 +167,12 @@ def load_prompts(source: str | os.PathLike[str]) -> list[Prompt]:
     """Load prompts from a split name, a benchmark name, or a user file.
 
     A user file is JSON (a list of objects), JSONL (one object per line) or CSV (with a
-    header row); every record needs a non-empty string ``instruction`` and may have a
-    ``category`` (string or null; an empty CSV cell means none). Other fields are ignored.
-    Duplicate instructions in a user file are kept, with a ``DuplicateInstructionWarning``.
+    header row); every record needs a string ``instruction`` that shows something (not only
+    whitespace or zero-width characters, see :func:`is_blank`) and may have a ``category``
+    (string or null; an empty CSV cell means none). Other fields are ignored. A record that
+    repeats ``instruction`` or ``category`` (two CSV columns, a repeated JSON key) is refused:
+    one copy would be dropped silently. Duplicate instructions in a user file are kept, with a
+    ``DuplicateInstructionWarning``.
 
     Raises:
         DatasetError: unknown name, missing or unreadable file, malformed content, an empty
@@ -260,9 +283,29 @@ def _load_user_file(path: Path) -> list[Prompt]:
     ]
 
 
+def _refuse_repeated(names: list, path: Path, where: str, noun: str) -> None:
+    """DatasetError if a field the loader reads appears twice (one copy would be dropped silently)."""
+    for field_name in _FIELDS:
+        if names.count(field_name) > 1:
+            raise DatasetError(
+                f"{path}: {where} {names.count(field_name)} {field_name!r} {noun}; keep one "
+                "(otherwise one would be used and the other dropped silently)."
+            )
+
+
+def _object_without_repeats(path: Path):
+    """A json ``object_pairs_hook`` that refuses an object repeating ``instruction``/``category``."""
+
+    def hook(pairs: list[tuple[str, object]]) -> dict:
+        _refuse_repeated([k for k, _ in pairs], path, "a record has", "keys")
+        return dict(pairs)
+
+    return hook
+
+
 def _read_json(text: str, path: Path) -> list[tuple[object, str]]:
     try:
-        records = json.loads(text)
+        records = json.loads(text, object_pairs_hook=_object_without_repeats(path))
     except json.JSONDecodeError as error:
         raise DatasetError(
             f"{path}: malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}."
@@ -280,7 +323,8 @@ def _read_jsonl(text: str, path: Path) -> list[tuple[object, str]]:
         if not line.strip():
             continue  # blank lines (e.g. a trailing newline) are not records
         try:
-            located.append((json.loads(line), f" (line {line_number})"))
+            located.append((json.loads(line, object_pairs_hook=_object_without_repeats(path)),
+                            f" (line {line_number})"))
         except json.JSONDecodeError as error:
             raise DatasetError(
                 f"{path}: malformed JSON on line {line_number}, column {error.colno}: {error.msg}."
@@ -292,6 +336,7 @@ def _read_csv(text: str, path: Path) -> list[tuple[object, str]]:
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     located = []
     try:
+        _refuse_repeated(reader.fieldnames or [], path, "the CSV header has", "columns")
         for row in reader:
             if None in row:  # DictReader files surplus cells under the key None
                 raise DatasetError(
@@ -324,8 +369,11 @@ def _to_prompt(record: object, index: int, where: str) -> Prompt:
         raise DatasetError(
             f"{prefix}: 'instruction' must be a string, got {type(instruction).__name__}."
         )
-    if not instruction.strip():
-        raise DatasetError(f"{prefix}: 'instruction' is empty.")
+    if is_blank(instruction):
+        raise DatasetError(
+            f"{prefix}: 'instruction' is empty or invisible (only whitespace or zero-width characters: "
+            f"{instruction!r:.60}); remove that record."
+        )
     category = record.get("category")
     if category is not None and not isinstance(category, str):
         raise DatasetError(

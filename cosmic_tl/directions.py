@@ -1,114 +1,64 @@
-"""Candidate refusal directions and the selected direction, saved safely and validated on load.
+"""The selected steering direction, saved as a self-checking pair of files and validated on load.
 
-``Candidates`` holds the difference-in-means vectors r[pos, layer] = mu_harmful - mu_harmless for
-every post-instruction position and block input (spec §3), plus both class means: the harmless
-mean is the ACE reference, which the authors never saved (spec §9.2 item 12).
+``Direction`` is one selected candidate (see :mod:`cosmic_tl.candidates`, re-exported here) with
+its ACE reference and every fact needed to re-apply it: layer, position, hook point, model shape,
+method and steering (a headerless vector is silently wrong when the layer or operation differs).
 
-``Direction`` is one selected candidate with its reference and every fact needed to re-apply it:
-layer, position, hook point, model shape, method and steering (a headerless vector is "silently
-wrong" when the layer or operation differs). Files are safetensors plus a JSON sidecar carrying a
-sha256 of the tensor file; nothing is ever unpickled.
+Files are ``<stem>.safetensors`` plus a JSON sidecar; nothing is ever unpickled. The JSON carries
+the tensor file's sha256 and, since format_version 2, ``metadata_sha256``: a hash over every other
+field, so a hand-edited ``layer`` or ``position`` is refused on load instead of steering silently at
+another layer. Both files are replaced together or not at all. Field types are strict: ``"layer":
+true`` or ``"layer": "6"`` are errors, not layer 1 or 6. Version 1 files (no metadata hash) still
+load, with an :class:`UnprotectedDirectionWarning`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import operator
 import os
-import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from jaxtyping import Float
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import Tensor
 
-FORMAT_VERSION = 1
-PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
+from cosmic_tl import atomic
+from cosmic_tl.safe_files import (  # noqa: F401  (PICKLE_SUFFIXES, FORMAT_VERSION, ...: public here)
+    FORMAT_VERSION,
+    MIN_NORM,
+    PICKLE_SUFFIXES,
+    DirectionFileError,
+    as_float64,
+    canonical_sha256,
+    check_format,
+    check_meta,
+    edited_error,
+    package_version,
+    read_safetensors,
+    refuse_pickle_path,
+    save_error,
+    strict_int,
+)
 
-
-class DirectionFileError(ValueError):
-    """A direction or candidates file is missing, unreadable, tampered with or invalid."""
+DIRECTION_FORMAT = "cosmic_tl.direction"
 
 
 class DirectionMismatchError(ValueError):
     """A direction does not fit the model (or the expectations) it is used with."""
 
 
-def _version() -> str:
-    from cosmic_tl import __version__
-
-    return __version__
-
-
-def _as_float64(name: str, tensor: Tensor, ndim: int) -> Tensor:
-    """A detached float64 CPU copy of ``tensor``, checked for rank and finiteness."""
-    if not isinstance(tensor, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}.")
-    if tensor.dim() != ndim:
-        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {tuple(tensor.shape)}.")
-    out = tensor.detach().to("cpu", torch.float64)
-    if not bool(torch.isfinite(out).all()):
-        raise ValueError(f"{name} contains NaN or Inf values.")
-    return out
-
-
-def _as_int(name: str, value) -> int:
-    """``value`` as a Python int (numpy/torch integers accepted), or TypeError."""
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {value!r}.") from None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _read_safetensors(path: Path) -> tuple[bytes, dict[str, Tensor]]:
-    """The file's bytes and tensors; refuses pickles and reports truncated/corrupt files clearly."""
-    if not path.is_file():
-        raise DirectionFileError(f"Tensor file {path} does not exist.")
-    data = path.read_bytes()
-    try:
-        return data, load_safetensors_bytes(data)
-    except (SafetensorError, ValueError, RuntimeError) as e:
-        # A safetensors file opens with an 8-byte header length, then its JSON header ("{"); the
-        # length's first byte can be anything, so the pickle magic is only trusted without that shape.
-        shaped_like_safetensors = data[8:9] == b"{"
-        pickle_magic = data[:2] == b"PK" or (data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
-        if pickle_magic and not shaped_like_safetensors:  # torch.save zip / raw pickle
-            raise DirectionFileError(
-                f"{path} looks like a pickle / torch.save file. cosmic_tl never unpickles (it can run "
-                "arbitrary code); save directions with Direction.save (safetensors + JSON)."
-            ) from e
-        raise DirectionFileError(
-            f"{path} is not a readable safetensors file (truncated or corrupt?): {e}"
-        ) from e
+class UnprotectedDirectionWarning(UserWarning):
+    """A direction saved by an older cosmic_tl (format_version 1), whose facts carry no edit hash."""
 
 
 def _stem(path: str | os.PathLike) -> Path:
     """``out/dir``, ``out/dir.json`` or ``out/dir.safetensors`` -> ``out/dir``; pickles are refused."""
-    path = Path(path)
+    path = refuse_pickle_path(path)
     if path.suffix in (".json", ".safetensors"):
         return path.with_suffix("")
-    if path.suffix in PICKLE_SUFFIXES:
-        raise DirectionFileError(
-            f"{path}: cosmic_tl never reads or writes pickle-based files ({', '.join(PICKLE_SUFFIXES)}); "
-            "unpickling can run arbitrary code. Use Direction.save / Direction.load (safetensors + JSON)."
-        )
     return path
 
 
@@ -117,13 +67,18 @@ class Direction:
     """One steering direction: the unnormalised mean difference r at (position, layer).
 
     Attributes:
-        vector: r = mu_harmful - mu_harmless, float64, unnormalised.
+        vector: r = mu_harmful - mu_harmless, float64, unnormalised, never (almost) zero.
         reference: The ACE reference mu (harmless mean at the same position and layer), or None.
         layer: The block whose input (``blocks.{layer}.hook_resid_pre``) the direction was read at.
         position: The post-instruction position, negative (-1 is the last prompt token).
         hook_point: Where the direction lives; always ``"resid_pre"`` for COSMIC.
         meta: Provenance: model, hf_id, d_model, n_layers, system, method, steering, alpha, dataset
-            sizes, cosmic_tl version.
+            sizes, cosmic_tl version (known keys are type-checked, see :func:`check_meta`).
+
+    Raises (on construction):
+        TypeError: a non-integer (or bool) layer/position, a non-tensor vector, a badly typed meta.
+        ValueError: wrong shapes, NaN/Inf values, a zero vector, an unsupported hook point, a
+            layer outside the recorded ``n_layers``.
     """
 
     vector: Float[Tensor, "d_model"]
@@ -134,21 +89,33 @@ class Direction:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.vector = _as_float64("Direction vector", self.vector, 1)
+        self.vector = as_float64("Direction vector", self.vector, 1)
         if self.reference is not None:
-            self.reference = _as_float64("Direction reference", self.reference, 1)
+            self.reference = as_float64("Direction reference", self.reference, 1)
             if self.reference.shape != self.vector.shape:
                 raise ValueError(
                     f"Reference shape {tuple(self.reference.shape)} differs from vector shape "
                     f"{tuple(self.vector.shape)}."
                 )
-        self.layer, self.position = _as_int("layer", self.layer), _as_int("position", self.position)
+        norm = float(self.vector.norm())
+        if norm < MIN_NORM:
+            raise ValueError(
+                f"Direction vector has norm {norm:.3g} (all zeros or nearly): steering with it would do "
+                "nothing. Pick another candidate (e.g. not layer 0, where every prompt's template token "
+                "has the same activation)."
+            )
+        self.layer, self.position = strict_int("layer", self.layer), strict_int("position", self.position)
+        self._check_facts()
+
+    def _check_facts(self) -> None:
+        """The checks that must also hold after ``meta`` was updated in place (run again by save)."""
         if self.hook_point != "resid_pre":
             raise ValueError(f"hook_point {self.hook_point!r} is unsupported; directions live at resid_pre.")
         if self.layer < 0:
             raise ValueError(f"layer must be non-negative, got {self.layer}.")
         if self.position >= 0:
             raise ValueError(f"position must be negative (e.g. -1 for the last token), got {self.position}.")
+        check_meta(self.meta)
         n_layers = self.meta.get("n_layers")
         if n_layers is not None and self.layer >= n_layers:
             raise ValueError(f"layer {self.layer} is outside 0..{n_layers - 1} (n_layers={n_layers}).")
@@ -189,10 +156,18 @@ class Direction:
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``<stem>.safetensors`` (vector, reference) and ``<stem>.json``; returns the JSON path.
 
-        Both are written atomically; the JSON holds every fact plus the tensor file's sha256.
+        The pair is replaced all-or-nothing (:func:`cosmic_tl.atomic.write_files`): after a failure
+        (a full disk, a rename that fails) the previous pair at ``path`` is unchanged and loads.
+        The JSON holds every fact, the tensor file's sha256 and ``metadata_sha256``, a hash of every
+        other field, so that an edited ``layer`` or ``position`` is detected on load.
+
+        Raises:
+            TypeError, ValueError: ``meta`` (possibly edited since construction) is invalid or not
+                JSON-serialisable; nothing is written.
+            OSError: the files could not be written (the message says nothing was replaced).
         """
+        self._check_facts()
         stem = _stem(path)
-        stem.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"vector": self.vector.contiguous()}
         if self.reference is not None:
             tensors["reference"] = self.reference.contiguous()
@@ -200,23 +175,26 @@ class Direction:
         tensor_path = stem.with_name(stem.name + ".safetensors")
         json_path = stem.with_name(stem.name + ".json")
         record = {
-            "format": "cosmic_tl.direction",
+            "format": DIRECTION_FORMAT,
             "format_version": FORMAT_VERSION,
             "tensor_file": tensor_path.name,
-            "sha256": hashlib.sha256(data).hexdigest(),
+            "sha256": _sha256(data),
             "d_model": self.d_model,
             "layer": self.layer,
             "position": self.position,
             "hook_point": self.hook_point,
             "has_reference": self.reference is not None,
-            "meta": {"cosmic_tl_version": _version(), **self.meta},
+            "meta": {"cosmic_tl_version": package_version(), **self.meta},
         }
         try:  # serialise before writing anything, so a bad meta value leaves no orphan file
-            text = json.dumps(record, indent=2, sort_keys=True)
+            record["metadata_sha256"] = canonical_sha256(record)
+            text = atomic.json_text(record, what=f"Direction metadata {json_path}")
         except TypeError as e:
             raise TypeError(f"Direction.meta must be JSON-serialisable: {e}") from e
-        _write_atomic(tensor_path, data)
-        _write_atomic(json_path, text.encode())
+        try:
+            atomic.write_files({tensor_path: data, json_path: text.encode()})
+        except OSError as e:
+            raise save_error(e, f"the direction {stem}(.safetensors, .json)") from e
         return json_path
 
     @classmethod
@@ -229,31 +207,29 @@ class Direction:
                 keys are looked up among layer/position/hook_point/d_model and then ``meta``.
 
         Raises:
-            DirectionFileError: missing/unreadable files, a pickle, tampering (sha256 mismatch),
-                shapes that disagree with the JSON, or NaN/Inf values.
+            DirectionFileError: missing/unreadable files, a pickle, an edited JSON (metadata hash)
+                or tensor file (sha256), a newer format version, badly typed fields (``"layer":
+                true``), shapes that disagree with the JSON, NaN/Inf or zero values.
             DirectionMismatchError: a fact differs from ``expect``.
+
+        Files of format_version 1 (cosmic_tl before the metadata hash) load with an
+        :class:`UnprotectedDirectionWarning`; saving them again protects them.
         """
         stem = _stem(path)
         json_path = stem.with_name(stem.name + ".json")
-        if not json_path.is_file():
-            raise DirectionFileError(f"Direction metadata {json_path} does not exist.")
-        try:
-            record = json.loads(json_path.read_text())
-            if Path(record["tensor_file"]).name != record["tensor_file"]:
-                raise ValueError(f"tensor_file {record['tensor_file']!r} must be a name beside the JSON")
-            tensor_path = json_path.with_name(record["tensor_file"])
-            sha256, d_model = record["sha256"], record["d_model"]
-        except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
-            raise DirectionFileError(f"{json_path} is not a valid direction metadata file: {e!r}") from e
-        data, tensors = _read_safetensors(tensor_path)
-        if hashlib.sha256(data).hexdigest() != sha256:
+        record = _read_record(json_path)
+        tensor_path = json_path.with_name(record["tensor_file"])
+        data, tensors = read_safetensors(tensor_path)
+        if _sha256(data) != record["sha256"]:
             raise DirectionFileError(
-                f"{tensor_path} does not match the sha256 recorded in {json_path}: the file was modified."
+                f"{tensor_path} does not match the sha256 recorded in {json_path}: the file was modified "
+                "after it was saved, or the two files come from different saves. Save the direction again."
             )
+        d_model = record["d_model"]
         if "vector" not in tensors or tuple(tensors["vector"].shape) != (d_model,):
             shape = tuple(tensors["vector"].shape) if "vector" in tensors else "missing"
             raise DirectionFileError(f"{tensor_path}: vector shape {shape} does not match d_model={d_model}.")
-        if record.get("has_reference") != ("reference" in tensors):
+        if record["has_reference"] != ("reference" in tensors):
             raise DirectionFileError(f"{tensor_path}: reference presence disagrees with {json_path}.")
         try:
             direction = cls(
@@ -278,101 +254,49 @@ class Direction:
             raise DirectionMismatchError("Direction does not match expectations: " + "; ".join(wrong) + ".")
 
 
-@dataclass(eq=False)
-class Candidates:
-    """Every candidate direction r[pos, layer] (spec §3), float64, with both class means.
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
-    Attributes:
-        r: mu_harmful - mu_harmless, shape (n_pos, n_layers, d_model).
-        mu_harmless: Harmless train mean (the ACE reference), same shape.
-        mu_harmful: Harmful train mean, same shape.
-        positions: The negative position of each row of the first axis, e.g. [-5, -4, -3, -2, -1].
-        n_harmful, n_harmless: Number of prompts averaged.
-        meta: Provenance (``model.describe()`` and anything else JSON-able).
-    """
 
-    r: Float[Tensor, "n_pos n_layers d_model"]
-    mu_harmless: Float[Tensor, "n_pos n_layers d_model"]
-    mu_harmful: Float[Tensor, "n_pos n_layers d_model"]
-    positions: list[int]
-    n_harmful: int
-    n_harmless: int
-    meta: dict = field(default_factory=dict)
+# The fields of a direction's JSON, with the type each must have (bools are never ints here).
+_RECORD_TYPES = {"tensor_file": str, "sha256": str, "d_model": int, "layer": int, "position": int,
+                 "hook_point": str, "has_reference": bool, "meta": dict}
 
-    def __post_init__(self):
-        self.r = _as_float64("Candidates.r", self.r, 3)
-        self.mu_harmless = _as_float64("Candidates.mu_harmless", self.mu_harmless, 3)
-        self.mu_harmful = _as_float64("Candidates.mu_harmful", self.mu_harmful, 3)
-        if not self.r.shape == self.mu_harmless.shape == self.mu_harmful.shape:
-            raise ValueError(
-                f"Shapes differ: r {tuple(self.r.shape)}, mu_harmless {tuple(self.mu_harmless.shape)}, "
-                f"mu_harmful {tuple(self.mu_harmful.shape)}."
-            )
-        self.positions = [int(p) for p in self.positions]
-        if len(self.positions) != self.r.shape[0] or any(p >= 0 for p in self.positions):
-            raise ValueError(
-                f"positions {self.positions} must be {self.r.shape[0]} negative indices (one per row of r)."
-            )
 
-    @property
-    def n_layers(self) -> int:
-        return self.r.shape[1]
-
-    @property
-    def d_model(self) -> int:
-        return self.r.shape[2]
-
-    def direction(self, position: int, layer: int, **meta) -> Direction:
-        """The candidate at (``position``, ``layer``) as a :class:`Direction` with its ACE reference.
-
-        Args:
-            position: A negative position from :attr:`positions`, e.g. -2.
-            layer: A block index in ``0..n_layers-1``.
-            **meta: Extra provenance (method, steering, alpha, ...) merged over :attr:`meta`.
-        """
-        if position not in self.positions:
-            raise ValueError(f"position {position} is not one of {self.positions}.")
-        if not 0 <= layer < self.n_layers:
-            raise ValueError(f"layer {layer} is outside 0..{self.n_layers - 1}.")
-        i = self.positions.index(position)
-        info = {**self.meta, "n_layers": self.n_layers, "d_model": self.d_model, "n_harmful": self.n_harmful,
-                "n_harmless": self.n_harmless, "cosmic_tl_version": _version(), **meta}
-        vector, reference = self.r[i, layer].clone(), self.mu_harmless[i, layer].clone()
-        return Direction(vector, reference, layer, position, meta=info)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write one safetensors file (atomically); facts go in its header metadata."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        header = {"format": "cosmic_tl.candidates", "format_version": FORMAT_VERSION,
-                  "cosmic_tl_version": _version(), "positions": self.positions,
-                  "n_harmful": self.n_harmful, "n_harmless": self.n_harmless, "meta": self.meta}
-        tensors = {"r": self.r, "mu_harmless": self.mu_harmless, "mu_harmful": self.mu_harmful}
-        _write_atomic(path, save_safetensors_bytes(tensors, metadata={"cosmic_tl": json.dumps(header)}))
-        return path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "Candidates":
-        """Load and validate a file written by :meth:`save`.
-
-        Raises:
-            DirectionFileError: missing, pickled, unreadable or inconsistent files
-                (r must equal mu_harmful - mu_harmless).
-        """
-        path = Path(path)
-        if path.suffix in PICKLE_SUFFIXES:
-            _stem(path)  # raises the pickle refusal
-        data, tensors = _read_safetensors(path)
-        header_len = int.from_bytes(data[:8], "little")
-        try:
-            header = json.loads(json.loads(data[8 : 8 + header_len])["__metadata__"]["cosmic_tl"])
-            candidates = cls(tensors["r"], tensors["mu_harmless"], tensors["mu_harmful"], header["positions"],
-                             header["n_harmful"], header["n_harmless"], header["meta"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise DirectionFileError(f"{path} is not a valid cosmic_tl candidates file: {e!r}") from e
-        diff = candidates.mu_harmful - candidates.mu_harmless
-        if not torch.allclose(candidates.r, diff, rtol=1e-6, atol=1e-9 * (1 + float(diff.abs().max()))):
+def _read_record(json_path: Path) -> dict:
+    """A direction's JSON facts, checked: format, version, edit hash, field types."""
+    if not json_path.is_file():
+        raise DirectionFileError(f"Direction metadata {json_path} does not exist.")
+    try:
+        record = json.loads(json_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise DirectionFileError(f"{json_path} is not a valid direction metadata file (not JSON: {e}).") from e
+    if not isinstance(record, dict):
+        raise DirectionFileError(f"{json_path} is not a valid direction metadata file (not a JSON object).")
+    version = check_format(record, json_path, DIRECTION_FORMAT, FORMAT_VERSION)
+    if version >= 2:
+        recorded = record.pop("metadata_sha256", None)
+        if recorded != canonical_sha256(record):
+            raise edited_error(json_path, "its fields (layer, position, meta, ...)")
+    else:
+        warnings.warn(
+            f"{json_path} was saved by an older cosmic_tl (format_version 1): its layer, position and "
+            "meta are not protected against edits. Load and save it again to protect it.",
+            UnprotectedDirectionWarning,
+            stacklevel=3,
+        )
+    for key, kind in _RECORD_TYPES.items():
+        value = record.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise DirectionFileError(
-                f"{path}: r differs from mu_harmful - mu_harmless; the file is inconsistent."
+                f"{json_path} is not a valid direction metadata file: {key!r} must be a {kind.__name__}, "
+                f"got {value!r}."
             )
-        return candidates
+    if Path(record["tensor_file"]).name != record["tensor_file"] or not record["tensor_file"]:
+        raise DirectionFileError(
+            f"{json_path}: tensor_file {record['tensor_file']!r} must be a file name beside the JSON."
+        )
+    return record
+
+
+from cosmic_tl.candidates import CANDIDATES_FORMAT, Candidates  # noqa: E402,F401  (the public home of both)

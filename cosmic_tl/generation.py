@@ -17,15 +17,24 @@ from jaxtyping import Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from cosmic_tl.data import Prompt
 from cosmic_tl.models import ChatModel
+from cosmic_tl.prompts import check_instructions
 
 FwdHooks = Sequence[tuple[Any, Any]]
 """TransformerLens forward hooks: ``[(hook_name_or_filter, fn(tensor, hook)), ...]``."""
 
+# The unembedding's output is the logits of every forward pass (prompt pass and decoding steps).
+LOGITS_HOOK = "unembed.hook_out"
+
+
+class NonFiniteLogitsError(FloatingPointError):
+    """The model produced NaN or Inf logits while generating (overflowing activations)."""
+
 
 def generate_completions(
     model: ChatModel,
-    instructions: Sequence[str],
+    instructions: Sequence[str | Prompt],
     *,
     fwd_hooks: FwdHooks = (),
     max_new_tokens: int = 64,
@@ -36,7 +45,8 @@ def generate_completions(
 
     Args:
         model: The chat model; prompts are formatted with its chat template and system setting.
-        instructions: Raw user instructions (not chat formatted).
+        instructions: Raw user instructions (not chat formatted): strings or
+            :class:`~cosmic_tl.data.Prompt` objects (e.g. ``sample_paper(...).harmful_test``).
         fwd_hooks: Forward hooks active on the prompt pass and on every decoding step.
         max_new_tokens: The most tokens generated per response (the paper uses 512).
         batch_size: Prompts per generate call (the paper uses 64).
@@ -47,33 +57,55 @@ def generate_completions(
         without special tokens and stripped of surrounding whitespace.
 
     Raises:
-        ValueError: if ``instructions`` is empty, ``max_new_tokens``/``batch_size`` < 1, or a prompt
-            plus ``max_new_tokens`` does not fit the model's context.
+        TypeError: ``model`` is not a ChatModel, an instruction is not a string or Prompt,
+            ``max_new_tokens``/``batch_size`` are not ints, ``fwd_hooks`` is not a list of pairs.
+        ValueError: if ``instructions`` is empty or holds a blank instruction,
+            ``max_new_tokens``/``batch_size`` < 1, or a prompt plus ``max_new_tokens`` does not fit
+            the model's context.
+        NonFiniteLogitsError: the logits became NaN or Inf (e.g. a steering alpha so large that
+            the activations overflow); the message names the active hooks.
     """
-    if isinstance(instructions, str):
-        raise TypeError("instructions must be a sequence of strings, not a single string.")
-    if len(instructions) == 0:
+    if not isinstance(model, ChatModel):
+        raise TypeError(f"model must be a ChatModel from cosmic_tl.load_model, got {type(model).__name__}.")
+    texts = check_instructions(instructions)
+    if len(texts) == 0:
         raise ValueError("No instructions to generate from (the list is empty).")
+    for name, value in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__}).")
     if max_new_tokens < 1 or batch_size < 1:
         raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens} and {batch_size}.")
-    order = _longest_first(model, instructions, max_new_tokens)
-    responses: list[str | None] = [None] * len(instructions)
+    hooks = _checked_hooks(fwd_hooks)
+    order = _longest_first(model, texts, max_new_tokens)
+    responses: list[str | None] = [None] * len(texts)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for batch in tqdm(batches, desc="generate", disable=not progress):
-        texts = _generate_batch(model, [instructions[i] for i in batch], fwd_hooks, max_new_tokens)
-        for i, text in zip(batch, texts):
+        outputs = _generate_batch(model, [texts[i] for i in batch], hooks, max_new_tokens)
+        for i, text in zip(batch, outputs):
             responses[i] = text
     return responses  # type: ignore[return-value]
 
 
-def _longest_first(model: ChatModel, instructions: Sequence[str], max_new_tokens: int) -> list[int]:
+def _checked_hooks(fwd_hooks: FwdHooks) -> list[tuple[Any, Any]]:
+    """``fwd_hooks`` as a list of (name or filter, callable) pairs, or a TypeError saying how to build it."""
+    hint = "build them with cosmic_tl.steering_hooks(direction, steering, action, n_layers)"
+    if isinstance(fwd_hooks, (str, bytes)) or not isinstance(fwd_hooks, Sequence):
+        raise TypeError(f"fwd_hooks must be a list of (hook_name, fn) pairs, got {type(fwd_hooks).__name__}; {hint}.")
+    for i, pair in enumerate(fwd_hooks):
+        ok = isinstance(pair, tuple) and len(pair) == 2 and (isinstance(pair[0], str) or callable(pair[0]))
+        if not ok or not callable(pair[1]):
+            raise TypeError(f"fwd_hooks[{i}] must be a (hook_name, fn) pair, got {pair!r:.80}; {hint}.")
+    return list(fwd_hooks)
+
+
+def _longest_first(model: ChatModel, instructions: list[str], max_new_tokens: int) -> list[int]:
     """Indices of the instructions sorted by formatted token length, longest first.
 
     Longest first means a prompt too long for memory fails in the first batch, not the last.
     The sort is stable, so equal-length prompts keep their order. A prompt whose completion would
     run past the model's context is refused here, before any generation.
     """
-    lengths = [len(model.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in model.format(instructions)]
+    lengths = [len(ids) for ids in model.token_ids(instructions)]
     order = sorted(range(len(instructions)), key=lambda i: -lengths[i])
     context, longest = model.max_context, lengths[order[0]]
     if context is not None and longest + max_new_tokens > context:
@@ -86,7 +118,9 @@ def _longest_first(model: ChatModel, instructions: Sequence[str], max_new_tokens
 
 def _generate_batch(model: ChatModel, instructions: list[str], fwd_hooks: FwdHooks, max_new_tokens: int) -> list[str]:
     tokens = model.tokenize(instructions)
-    with torch.no_grad(), model.bridge.hooks(fwd_hooks=list(fwd_hooks)):
+    # Listed last, the check sees the logits after every user hook (one at the logits included).
+    check = [(LOGITS_HOOK, _FiniteLogits(fwd_hooks))]
+    with torch.no_grad(), model.bridge.hooks(fwd_hooks=list(fwd_hooks) + check):
         out = model.bridge.generate(
             tokens.input_ids,
             attention_mask=tokens.attention_mask,
@@ -102,6 +136,36 @@ def _generate_batch(model: ChatModel, instructions: list[str], fwd_hooks: FwdHoo
         model.tokenizer.decode(ids, skip_special_tokens=True).strip()
         for ids in cut_at_eos(generated, model.eos_token_ids)
     ]
+
+
+class _FiniteLogits:
+    """A hook on the logits that raises :class:`NonFiniteLogitsError` at the first NaN/Inf step."""
+
+    def __init__(self, fwd_hooks: FwdHooks):
+        self.fwd_hooks = list(fwd_hooks)
+        self.step = 0
+
+    def __call__(self, logits: Tensor, hook=None) -> Tensor:
+        if not bool(torch.isfinite(logits).all()):
+            raise NonFiniteLogitsError(self._message(logits))
+        self.step += 1
+        return logits
+
+    def _message(self, logits: Tensor) -> str:
+        where = "on the prompt pass" if self.step == 0 else f"at decoding step {self.step}"
+        alphas = [fn.alpha for _, fn in self.fwd_hooks if isinstance(getattr(fn, "alpha", None), (int, float))]
+        if self.fwd_hooks:
+            listed = "; ".join(f"{name if isinstance(name, str) else 'filter'}: {fn!r}" for name, fn in self.fwd_hooks)
+            cause = (
+                f"alpha={max(alphas, key=abs):g} made the activations overflow; lower alpha"
+                if any(alphas)
+                else "a forward hook made the activations overflow or NaN; check the hooks"
+            )
+            return f"The logits became NaN/Inf {where}: {cause} (active hooks: {listed})."
+        return (
+            f"The logits became NaN/Inf {where} without any hook: the model's dtype ({logits.dtype}) "
+            "overflowed or its weights hold NaN; load it in float32."
+        )
 
 
 def cut_at_eos(generated: Int[Tensor, "batch new"], eos_token_ids: Sequence[int]) -> list[list[int]]:

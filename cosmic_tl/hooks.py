@@ -1,42 +1,48 @@
-"""Steering interventions (spec §6) as TransformerLens hook lists.
+"""Steering interventions as TransformerLens hook lists (docs/method.md §6).
 
 Every builder returns ``[(hook_name, hook_fn), ...]``, usable with ``model.bridge.hooks(fwd_hooks=...)``,
 ``bridge.run_with_hooks(..., fwd_hooks=...)`` and, inside a ``hooks()`` context, ``bridge.generate``.
 Each hook applies to **all** positions of whatever it receives, so it works on the full prompt
 ``[batch, pos, d_model]`` and on single KV-cached decoding steps ``[batch, 1, d_model]`` alike.
 
-Hooks never edit activations in place (they return new tensors), and cast the float64 direction to
-the activation's dtype/device once per dtype/device.
+Hooks never edit activations in place (they return new tensors), check on every call that the
+activations have the direction's d_model, and cast the float64 direction to the activation's
+dtype/device once per dtype/device (refusing a cast that overflows, e.g. ``alpha = 1e300``).
 
 - LCE (linear; Arditi et al.): ablation x' = x - (x.r̂) r̂ at every layer's residual input, attention
   output and MLP output; addition x' = x + alpha r at one layer's residual input.
 - ACE (affine; Marshall et al.): x' = x - (x.r̂) r̂ + (mu.r̂) r̂ + alpha r at one layer's residual input,
-  with mu the harmless mean (the reference); ablation is alpha = 0.
+  with mu the negative-class (harmless) mean, the reference; ablation is alpha = 0.
+
+Which rule uses which builder, and for which action, is the table in :mod:`cosmic_tl.steering`
+(``steering_hooks`` lives there; ``cosmic_tl.hooks.steering_hooks`` still works).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import operator
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from cosmic_tl.directions import Direction
-
 Hooks = list[tuple[str, Callable]]
 """A list of ``(hook_name, hook_fn)`` pairs, TransformerLens' ``fwd_hooks`` format."""
 
-STEERINGS = ("ace", "lce")
-ACTIONS = ("ablation", "addition")
 NORM_EPS = 1e-8  # r̂ = r / (‖r‖ + eps), as in the authors' hooks
+RESIDUAL_SITES = ("hook_resid_pre", "hook_attn_out", "hook_mlp_out")  # where LCE ablation acts, per block
 
 
 def resid_pre(layer: int) -> str:
-    """The hook name of block ``layer``'s residual input (HF decoder-layer input)."""
+    """The hook name of block ``layer``'s residual input (HF decoder-layer input).
+
+    Examples:
+        >>> resid_pre(3)
+        'blocks.3.hook_resid_pre'
+    """
     try:
         index = operator.index(layer)
     except TypeError:
@@ -46,39 +52,58 @@ def resid_pre(layer: int) -> str:
     return f"blocks.{index}.hook_resid_pre"
 
 
+def check_finite_vector(name: str, tensor: Tensor | None) -> None:
+    """Raise a ValueError naming ``name`` if ``tensor`` holds NaN or Inf (None passes)."""
+    if tensor is not None and not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"The {name} contains NaN or Inf values; refusing to build steering hooks.")
+
+
 def _checked(name: str, tensor: Tensor) -> Tensor:
-    """``tensor`` as float64, or a ValueError if it is not a finite vector."""
+    """``tensor`` as float64, or an error if it is not a finite vector."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"The {name} must be a torch.Tensor, got {type(tensor).__name__}.")
     if tensor.dim() != 1:
         raise ValueError(f"The {name} must be a vector of size d_model, got shape {tuple(tensor.shape)}.")
-    _check_finite(name, tensor)
+    check_finite_vector(name, tensor)
     return tensor.detach().to(torch.float64)
 
 
-def _check_alpha(alpha: float) -> float:
+def check_alpha(alpha) -> float:
+    """``alpha`` as a float, or a one-line error: it must be a finite real number (not a bool)."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise TypeError(f"alpha must be a real number, got {alpha!r}.")
     if not math.isfinite(alpha):
         raise ValueError(f"alpha must be finite, got {alpha}.")
     return float(alpha)
 
 
+def _check_width(what: str, width: int, x: Tensor) -> None:
+    # Every call: a hook list reused on another model must fail there, not only on its first cast.
+    if x.shape[-1] != width:
+        raise ValueError(
+            f"The {what} has {width} entries but the activations have d_model={x.shape[-1]}: "
+            "it belongs to another model."
+        )
+
+
 class _PerDtype:
     """A tensor cast to each activation dtype/device once, then reused on every hook call."""
 
-    def __init__(self, tensor: Tensor):
+    def __init__(self, tensor: Tensor, what: str = "direction"):
         self.tensor = tensor
+        self.what = what
         self._cast: dict[tuple[torch.dtype, torch.device], Tensor] = {}
 
     def like(self, x: Tensor) -> Tensor:
+        _check_width(self.what, self.tensor.shape[-1], x)
         key = (x.dtype, x.device)
         if key not in self._cast:
-            # Checked once per dtype/device: a direction from another model fails here, clearly.
-            if x.shape[-1] != self.tensor.shape[-1]:
+            cast = self.tensor.to(device=x.device, dtype=x.dtype)
+            if not bool(torch.isfinite(cast).all()):
                 raise ValueError(
-                    f"The direction has {self.tensor.shape[-1]} entries but the activations have "
-                    f"d_model={x.shape[-1]}: it belongs to another model."
+                    f"The {self.what} overflows {str(x.dtype).replace('torch.', '')} activations; use a smaller alpha."
                 )
-            self._cast[key] = self.tensor.to(device=x.device, dtype=x.dtype)
+            self._cast[key] = cast
         return self._cast[key]
 
 
@@ -88,7 +113,14 @@ def _project(x: Tensor, unit: Tensor) -> Tensor:
 
 
 class LinearAblation:
-    """Hook fn x -> x - (x.r̂) r̂, r̂ normalised in float64 then cast (spec §6)."""
+    """Hook fn x -> x - (x.r̂) r̂: removes the direction's component (LCE ablation).
+
+    r̂ = r / (‖r‖ + 1e-8) is normalised in float64, then cast to the activation dtype, as in the
+    authors' linear hooks (docs/method.md §6).
+
+    Args:
+        direction: r, a finite vector of size d_model (normalised here).
+    """
 
     def __init__(self, direction: Float[Tensor, "d_model"]):
         r = _checked("direction", direction)
@@ -102,11 +134,19 @@ class LinearAblation:
 
 
 class LinearAddition:
-    """Hook fn x -> x + alpha r with the unnormalised mean difference r."""
+    """Hook fn x -> x + alpha r with the unnormalised mean difference r (LCE addition).
+
+    Args:
+        direction: r, a finite vector of size d_model (not normalised).
+        alpha: The coefficient; ``alpha · r`` must be finite in the activation dtype.
+    """
 
     def __init__(self, direction: Float[Tensor, "d_model"], alpha: float):
-        self.alpha = _check_alpha(alpha)
-        self._shift = _PerDtype(self.alpha * _checked("direction", direction))
+        self.alpha = check_alpha(alpha)
+        shift = self.alpha * _checked("direction", direction)
+        if not bool(torch.isfinite(shift).all()):
+            raise ValueError(f"alpha · r overflows float64 (alpha={self.alpha:g}); use a smaller alpha.")
+        self._shift = _PerDtype(shift, what=f"alpha · r (alpha={self.alpha:g})")
 
     def __call__(self, x: Float[Tensor, "... d_model"], hook=None) -> Tensor:
         return x + self._shift.like(x)
@@ -118,25 +158,39 @@ class LinearAddition:
 class AffineEdit:
     """Hook fn x -> x - (x.r̂) r̂ + (mu.r̂) r̂ + alpha r (ACE; ablation is alpha = 0).
 
-    As in the authors' hooks, r and mu are cast to the activation dtype first and r̂ is computed in
-    that dtype (spec §6).
+    The r̂-component of every activation becomes ``mu.r̂ + alpha ‖r‖``: the reference's component
+    for alpha = 0, the positive mean's (mu + r) for alpha = 1. As in the authors' hooks, r and mu
+    are cast to the activation dtype first and r̂ is computed in that dtype (docs/method.md §6).
+
+    Args:
+        direction: r, a finite vector of size d_model.
+        reference: mu, the negative-class mean at the direction's position and layer.
+        alpha: The coefficient; the constant offset must be finite in the activation dtype.
     """
 
     def __init__(
         self, direction: Float[Tensor, "d_model"], reference: Float[Tensor, "d_model"], alpha: float
     ):
-        self.alpha = _check_alpha(alpha)
-        self._direction = _PerDtype(_checked("direction", direction))
-        self._reference = _PerDtype(_checked("reference", reference))
+        self.alpha = check_alpha(alpha)
+        r = _checked("direction", direction)
+        if not bool(torch.isfinite(self.alpha * r).all()):
+            raise ValueError(f"alpha · r overflows float64 (alpha={self.alpha:g}); use a smaller alpha.")
+        self._direction = _PerDtype(r)
+        self._reference = _PerDtype(_checked("reference", reference), what="reference")
         self._terms: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
 
     def _unit_and_offset(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """r̂ and the constant (mu.r̂) r̂ + alpha r, in x's dtype, computed once per dtype/device."""
+        r = self._direction.like(x)  # checks d_model on every call
         key = (x.dtype, x.device)
         if key not in self._terms:
-            r = self._direction.like(x)
             unit = r / (r.norm() + NORM_EPS)
             offset = (self._reference.like(x) @ unit) * unit + self.alpha * r
+            if not bool(torch.isfinite(offset).all()):
+                raise ValueError(
+                    f"The ACE offset (mu.r̂) r̂ + alpha·r overflows {str(x.dtype).replace('torch.', '')} "
+                    f"activations (alpha={self.alpha:g}); use a smaller alpha."
+                )
             self._terms[key] = (unit, offset)
         return self._terms[key]
 
@@ -149,17 +203,39 @@ class AffineEdit:
 
 
 def lce_ablation_hooks(direction: Float[Tensor, "d_model"], n_layers: int) -> Hooks:
-    """LCE directional ablation at every block's residual input, attention output and MLP output."""
+    """LCE directional ablation: x - (x.r̂) r̂ at every block's residual input, attention output and
+    MLP output, so no layer can write the direction back (docs/method.md §6).
+
+    Args:
+        direction: r (normalised inside the hook).
+        n_layers: The model's number of blocks; all of them are hooked.
+
+    Returns:
+        ``3 · n_layers`` hooks sharing one :class:`LinearAblation`.
+
+    Examples:
+        >>> hooks = lce_ablation_hooks(direction.vector, model.n_layers)  # doctest: +SKIP
+        >>> with model.bridge.hooks(fwd_hooks=hooks):  # doctest: +SKIP
+        ...     logits = model.bridge(batch.input_ids, attention_mask=batch.attention_mask)
+    """
     fn = LinearAblation(direction)
-    return [
-        (f"blocks.{layer}.{site}", fn)
-        for layer in range(n_layers)
-        for site in ("hook_resid_pre", "hook_attn_out", "hook_mlp_out")
-    ]
+    return [(f"blocks.{layer}.{site}", fn) for layer in range(n_layers) for site in RESIDUAL_SITES]
 
 
 def lce_addition_hooks(direction: Float[Tensor, "d_model"], layer: int, alpha: float = 1.0) -> Hooks:
-    """LCE activation addition x + alpha r at block ``layer``'s residual input."""
+    """LCE activation addition: x + alpha r at block ``layer``'s residual input, every position.
+
+    Args:
+        direction: r, the unnormalised mean difference.
+        layer: The block whose input is edited (the direction's layer).
+        alpha: The coefficient (1 induces the concept, -1 removes it).
+
+    Returns:
+        One hook at ``blocks.{layer}.hook_resid_pre``.
+
+    Examples:
+        >>> hooks = lce_addition_hooks(direction.vector, direction.layer, alpha=1.0)  # doctest: +SKIP
+    """
     return [(resid_pre(layer), LinearAddition(direction, alpha))]
 
 
@@ -169,68 +245,49 @@ def ace_addition_hooks(
     layer: int,
     alpha: float = 1.0,
 ) -> Hooks:
-    """ACE addition at block ``layer``'s residual input: the r̂-component becomes mu.r̂ + alpha‖r‖."""
+    """ACE addition at block ``layer``'s residual input: the r̂-component becomes mu.r̂ + alpha‖r‖.
+
+    With alpha = 1 every activation gets the positive mean's component (mu + r).r̂.
+
+    Args:
+        direction: r, the mean difference at (position, layer).
+        reference: mu, the negative-class mean there (the ACE reference).
+        layer: The block whose input is edited.
+        alpha: The coefficient (0 is the ACE ablation).
+
+    Returns:
+        One hook at ``blocks.{layer}.hook_resid_pre``.
+
+    Examples:
+        >>> hooks = ace_addition_hooks(d.vector, d.reference, d.layer, alpha=2.0)  # doctest: +SKIP
+    """
     return [(resid_pre(layer), AffineEdit(direction, reference, alpha))]
 
 
 def ace_ablation_hooks(
     direction: Float[Tensor, "d_model"], reference: Float[Tensor, "d_model"], layer: int
 ) -> Hooks:
-    """ACE ablation at block ``layer``'s residual input: the r̂-component becomes the reference's."""
+    """ACE ablation at block ``layer``'s residual input: the r̂-component becomes the reference's.
+
+    Args:
+        direction: r, the mean difference at (position, layer).
+        reference: mu, the negative-class mean there.
+        layer: The block whose input is edited.
+
+    Returns:
+        One hook at ``blocks.{layer}.hook_resid_pre`` (:func:`ace_addition_hooks` with alpha = 0).
+
+    Examples:
+        >>> hooks = ace_ablation_hooks(d.vector, d.reference, d.layer)  # doctest: +SKIP
+    """
     return ace_addition_hooks(direction, reference, layer, alpha=0.0)
 
 
-def _check_finite(name: str, tensor: Tensor | None) -> None:
-    if tensor is not None and not bool(torch.isfinite(tensor).all()):
-        raise ValueError(f"The {name} contains NaN or Inf values; refusing to build steering hooks.")
+def __getattr__(name: str):
+    # steering_hooks reads the rule table, which is built from the builders above: it lives in
+    # cosmic_tl.steering, and this lazy alias keeps ``from cosmic_tl.hooks import steering_hooks``.
+    if name == "steering_hooks":
+        from cosmic_tl.steering import steering_hooks
 
-
-def steering_hooks(
-    direction: "Direction",
-    steering: str,
-    action: str,
-    n_layers: int,
-    alpha: float = 1.0,
-) -> Hooks:
-    """The hooks each pipeline applies (spec §6.3).
-
-    | steering | ablation (harmful prompts)      | addition (harmless prompts)   |
-    |----------|---------------------------------|-------------------------------|
-    | ``lce``  | x - (x.r̂)r̂ at every layer/site | x + alpha r at the direction's layer |
-    | ``ace``  | ACE, alpha = 0, at its layer    | ACE with alpha at its layer   |
-
-    Args:
-        direction: The selected direction (its ``reference`` is the ACE reference mu).
-        steering: ``"ace"`` or ``"lce"``.
-        action: ``"ablation"`` or ``"addition"``.
-        n_layers: The model's number of layers (LCE ablation hooks every layer).
-        alpha: The addition coefficient; ablation ignores it.
-
-    Raises:
-        ValueError: unknown steering/action, non-finite alpha/direction/reference, the direction's
-            layer outside ``0..n_layers-1``, or ACE without a reference.
-    """
-    if steering not in STEERINGS:
-        raise ValueError(f"Unknown steering {steering!r}; expected one of {STEERINGS}.")
-    if action not in ACTIONS:
-        raise ValueError(f"Unknown action {action!r}; expected one of {ACTIONS}.")
-    if not math.isfinite(alpha):
-        raise ValueError(f"alpha must be finite, got {alpha}.")
-    if not 0 <= direction.layer < n_layers:
-        raise ValueError(
-            f"The direction's layer {direction.layer} is outside 0..{n_layers - 1} for this model."
-        )
-    _check_finite("direction vector", direction.vector)
-    _check_finite("direction reference", direction.reference)
-    if steering == "lce":
-        if action == "ablation":
-            return lce_ablation_hooks(direction.vector, n_layers)
-        return lce_addition_hooks(direction.vector, direction.layer, alpha)
-    if direction.reference is None:
-        raise ValueError(
-            "ACE steering needs the direction's reference (the harmless mean at its position and "
-            "layer); this direction has none. Use steering='lce' or a direction saved with a reference."
-        )
-    if action == "ablation":
-        return ace_ablation_hooks(direction.vector, direction.reference, direction.layer)
-    return ace_addition_hooks(direction.vector, direction.reference, direction.layer, alpha)
+        return steering_hooks
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

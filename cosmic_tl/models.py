@@ -9,24 +9,33 @@ Weights are never folded or centred: COSMIC is defined on raw activations, so we
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import pickle
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from cosmic_tl import shipped
+from cosmic_tl.checks import canonical_dtype, check_device
+from cosmic_tl.data import Prompt
+from cosmic_tl.model_sources import (  # noqa: F401  (check_model_source: public here too)
+    ModelNotFoundError,
+    check_model_source,
+    resolve_source,
+)
 from cosmic_tl.prompts import (
     ChatFormat,
     TokenizedPrompts,
     chat_format,
+    check_instructions,
     post_instruction_ids,
     system_label,
-    tokenize_prompts,
+    tokenize_instructions,
 )
 
 logger = logging.getLogger(__name__)
@@ -34,10 +43,6 @@ logger = logging.getLogger(__name__)
 # Arditi et al. / COSMIC refusal tokens: the first token of a typical refusal ("I", "As").
 REFUSAL_PREFIXES_BY_FAMILY = {"qwen2": ("I", "As")}
 DEFAULT_REFUSAL_PREFIXES = ("I",)
-
-
-class ModelNotFoundError(ValueError):
-    """The name is neither a shipped model, a local model path, nor a loadable Hugging Face id."""
 
 
 @dataclass
@@ -104,13 +109,65 @@ class ChatModel:
         eoi = post_instruction_ids(self.tokenizer, fmt)
         return dataclasses.replace(self, chat=fmt, eoi_ids=eoi)
 
-    def format(self, instructions: Sequence[str]) -> list[str]:
-        """Chat-formatted prompt strings for the current system setting."""
+    def format(self, instructions: Sequence[str | Prompt]) -> list[str]:
+        """Chat-formatted prompt strings for the current system setting (for display)."""
         return self.chat.format(instructions)
 
-    def tokenize(self, instructions: Sequence[str]) -> TokenizedPrompts:
-        """Chat-format and tokenize instructions (left padding, explicit mask) on the model's device."""
-        return tokenize_prompts(self.tokenizer, self.format(instructions), self.max_context).to(self.device)
+    def token_ids(self, instructions: Sequence[str | Prompt]) -> list[list[int]]:
+        """Each chat-formatted instruction's token ids, unpadded; special-token text stays text.
+
+        See :meth:`cosmic_tl.prompts.ChatFormat.token_ids`: an instruction containing
+        ``<|im_end|>`` cannot forge a turn, and every row ends with :attr:`eoi_ids`.
+        """
+        return [self.chat.token_ids(self.tokenizer, t) for t in check_instructions(instructions)]
+
+    def tokenize(self, instructions: Sequence[str | Prompt]) -> TokenizedPrompts:
+        """Chat-format and tokenize instructions (left padding, explicit mask) on the model's device.
+
+        Instructions may be strings or :class:`~cosmic_tl.data.Prompt` objects; their text is
+        tokenized as text (special-token text in an instruction never becomes a special token).
+        """
+        return tokenize_instructions(self.tokenizer, self.chat, instructions, self.max_context).to(self.device)
+
+    def run_with_cache(
+        self,
+        instructions: Sequence[str | Prompt],
+        *,
+        fwd_hooks: Sequence[tuple[str | Callable, Callable]] = (),
+        names_filter: str | Sequence[str] | Callable[[str], bool] | None = None,
+    ) -> tuple[Float[Tensor, "batch pos d_vocab"], Any]:
+        """Logits and cached activations of the chat-formatted instructions, with ``fwd_hooks`` applied.
+
+        TransformerLens' own ``bridge.run_with_cache(ids, fwd_hooks=...)`` silently ignores
+        ``fwd_hooks`` (checked on TransformerLens 4: the cache and logits equal the unhooked run);
+        this method registers the hooks for the pass, so steering really applies.
+
+        Hook order: hooks at the same hook point run in the order listed, each seeing the previous
+        one's output, and the cache records a hook point after every hook in ``fwd_hooks``. So the
+        cache shows the steered activations; a recorder hook listed *before* a steering hook at the
+        same point sees the clean ones, listed after it the steered ones.
+
+        Args:
+            instructions: Raw instructions (strings or Prompts), left padded in one batch: position
+                -1 is every row's last prompt token; padded positions hold meaningless values.
+            fwd_hooks: ``[(hook_name_or_filter, fn), ...]``, e.g. from :func:`cosmic_tl.steering_hooks`.
+            names_filter: Which activations to cache (a name, a list of names or a predicate);
+                None caches every hook point (memory!).
+
+        Returns:
+            ``(logits, cache)``: logits ``[batch, pos, d_vocab]`` and a TransformerLens
+            ``ActivationCache`` (``cache["blocks.3.hook_resid_pre"]`` is ``[batch, pos, d_model]``).
+
+        Example:
+            >>> hooks = ct.steering_hooks(direction, "ace", "ablation", model.n_layers)  # doctest: +SKIP
+            >>> logits, cache = model.run_with_cache(["Hi"], fwd_hooks=hooks,            # doctest: +SKIP
+            ...                                      names_filter=["blocks.10.hook_resid_pre"])
+        """
+        batch = self.tokenize(instructions)
+        with torch.no_grad(), self.bridge.hooks(fwd_hooks=list(fwd_hooks)):
+            return self.bridge.run_with_cache(
+                batch.input_ids, attention_mask=batch.attention_mask, names_filter=names_filter
+            )
 
     def describe(self) -> dict:
         """JSON-able facts recorded with every saved result."""
@@ -123,76 +180,6 @@ class ChatModel:
             "system": self.system_label,
             "dtype": str(self.dtype).replace("torch.", ""),
         }
-
-
-# A local Hugging Face folder needs, besides config.json, one tokenizer file and weights.
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
-_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
-
-
-def _check_model_folder(path: Path) -> None:
-    """Raise :class:`ModelNotFoundError` naming what ``path`` lacks to be a loadable model folder."""
-    if not path.is_dir() or not (path / "config.json").is_file():
-        raise ModelNotFoundError(
-            f"{path} is not a model: expected a Hugging Face folder with config.json "
-            "(and weights), or a .gguf file."
-        )
-    if not any((path / f).is_file() for f in _TOKENIZER_FILES):
-        raise ModelNotFoundError(
-            f"{path} has no tokenizer (none of {', '.join(_TOKENIZER_FILES)}); save it beside the "
-            "weights with tokenizer.save_pretrained(folder)."
-        )
-    if not any(next(path.glob(pattern), None) for pattern in _WEIGHT_PATTERNS):
-        raise ModelNotFoundError(
-            f"{path} has no weights (no {' or '.join(_WEIGHT_PATTERNS)} file); save them with "
-            "model.save_pretrained(folder)."
-        )
-
-
-def check_model_source(name_or_path: str) -> None:
-    """Raise the error :func:`load_model` would raise for an unusable name, without loading weights.
-
-    Only files are checked (a shipped model's packages, a GGUF header, a folder's contents), so a
-    run can refuse a bad ``--model`` before it creates anything.
-    """
-    _resolve_source(name_or_path, check_only=True)
-
-
-def _resolve_source(name_or_path: str, check_only: bool = False) -> tuple[Path | str, str]:
-    """Return (what to load with from_pretrained, the HF id that names the architecture).
-
-    With ``check_only`` nothing is assembled or dequantized: only the checks run.
-    """
-    if name_or_path in shipped.SHIPPED_MODELS:
-        m = shipped.SHIPPED_MODELS[name_or_path]
-        if check_only:
-            shipped.check_available(name_or_path)
-            return name_or_path, m.hf_id
-        return shipped.ensure_shipped(name_or_path), m.hf_id
-    path = Path(name_or_path).expanduser()
-    if path.suffix == ".gguf":
-        if not path.is_file():
-            problem = "is not a file" if path.exists() else "does not exist"
-            raise ModelNotFoundError(f"GGUF file {path} {problem}.")
-        if check_only:
-            shipped.check_gguf(path)
-            return path, str(path)
-        stat = path.stat()
-        key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-        out = shipped.cache_root() / "hf" / f"{path.stem}-{key}"
-        return shipped.dequantize_gguf(path, out), str(path)
-    if path.exists():
-        _check_model_folder(path)
-        return path, str(path)
-    if name_or_path.startswith((".", "/", "~")):
-        raise ModelNotFoundError(f"Model path {path} does not exist.")
-    if "/" in name_or_path:
-        return name_or_path, name_or_path  # a Hugging Face id
-    raise ModelNotFoundError(
-        f"Unknown model {name_or_path!r}. Shipped offline models: {', '.join(shipped.SHIPPED_MODELS)}. "
-        "Otherwise pass a Hugging Face id (e.g. 'Qwen/Qwen2.5-0.5B-Instruct', needs a network or "
-        "a local HF cache), a local Hugging Face folder, or a .gguf file."
-    )
 
 
 def load_model(
@@ -210,8 +197,10 @@ def load_model(
     Args:
         name_or_path: A shipped short name (``qwen2.5-coder-0.5b-instruct`` is the default),
             a Hugging Face id, a local Hugging Face folder, or a ``.gguf`` file.
-        dtype: Weight dtype (float32 on CPU; bfloat16/float16 on GPU for larger models).
-        device: ``"cpu"``, ``"cuda"``, …; None picks CUDA when available.
+        dtype: Weight dtype: a torch dtype or one of ``float32``, ``bfloat16``, ``float16``,
+            ``float64`` or an alias (``fp32``, ``bf16``, ``fp16``, ``half``); float32 on CPU,
+            bfloat16/float16 on GPU for larger models.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``; None picks CUDA when available.
         system: None for no system turn (the paper's setting), ``"default"`` for the template's
             own default system turn, or a system prompt.
         refusal_prefixes: Words whose first token counts as a refusal token for the substring
@@ -222,17 +211,20 @@ def load_model(
         A :class:`ChatModel`.
 
     Raises:
-        ModelNotFoundError: unknown name, or a path that is not a model.
+        TypeError: an argument of the wrong type (named: ``name_or_path``, ``system``, ...).
+        cosmic_tl.config.ConfigError: an unknown ``dtype``, or a ``device`` this machine lacks.
+        ModelNotFoundError: an empty or unknown name, or a path that is not a model (a damaged
+            ``config.json`` is named).
         shipped.MissingModelPackageError: a shipped model's packages are not installed.
         shipped.CorruptGGUFError: a truncated or non-GGUF file.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformer_lens.model_bridge import TransformerBridge
 
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    source, hf_id = _resolve_source(name_or_path)
+    dtype = getattr(torch, canonical_dtype(dtype))
+    device = check_device(device) or ("cuda" if torch.cuda.is_available() else "cpu")
+    _check_text_options(system, refusal_prefixes)
+    source, hf_id = resolve_source(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         hf_kwargs = {"dtype": dtype}
@@ -287,6 +279,15 @@ def load_model(
     )
     model._formats[system] = fmt
     return model
+
+
+def _check_text_options(system, refusal_prefixes) -> None:
+    if system is not None and not isinstance(system, str):
+        raise TypeError(f"system must be None, 'default' or a system prompt string, got {type(system).__name__}.")
+    if refusal_prefixes is not None and (
+        isinstance(refusal_prefixes, str) or not all(isinstance(p, str) and p.strip() for p in refusal_prefixes)
+    ):
+        raise TypeError(f"refusal_prefixes must be a list of non-empty strings, got {refusal_prefixes!r:.60}.")
 
 
 def _eos_ids(tokenizer, hf_model) -> list[int]:

@@ -1,4 +1,4 @@
-"""Weight orthogonalisation: bake LCE directional ablation into the weights (spec §6.1).
+"""Weight orthogonalisation: bake LCE directional ablation into the weights (docs/method.md §6).
 
 Projecting r̂ out of every matrix that *writes* to the residual stream (the token embedding, each
 attention ``o_proj`` and each MLP ``down_proj``) makes the residual stream orthogonal to r̂ at every

@@ -5,6 +5,13 @@ user's instruction (for Qwen ``<|im_end|>``, ``\\n``, ``<|im_start|>``, ``assist
 With left padding these are the last ``n_pos`` tokens of every row, so positions ``-n_pos..-1``
 address the same template token in every prompt.
 
+User text is tokenized as text. An instruction that contains the template's own special-token
+text (e.g. ``"<|im_end|>\n<|im_start|>assistant\n"``) would otherwise become real special tokens
+and forge turns; such an instruction is tokenized in three pieces, template prefix, the
+instruction with every added token taken as plain text, template suffix, so its ids hold no
+special token and the post-instruction positions stay the template's. Instructions without such
+text (all ordinary ones) are tokenized as one string, exactly as a chat client would.
+
 The system turn is explicit. ``system=None`` is the paper's setting (no system turn, even for
 templates such as Qwen's that insert a default one); ``system=DEFAULT_SYSTEM`` keeps whatever the
 tokenizer's template does; any other string is used as the system prompt.
@@ -13,11 +20,13 @@ tokenizer's template does; any other string is used as the system prompt.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from jaxtyping import Int
 from torch import Tensor
+
+from cosmic_tl.data import Prompt, is_blank
 
 DEFAULT_SYSTEM = "default"
 """Sentinel for ``system=``: keep the tokenizer template's own default (e.g. "You are Qwen…")."""
@@ -39,13 +48,35 @@ def system_label(system: str | None) -> str:
     return f"custom: {system}"
 
 
-def check_instructions(instructions: Sequence[str]) -> None:
-    """Raise TypeError unless ``instructions`` is a sequence of strings (not one string)."""
-    if isinstance(instructions, str):
+def check_instructions(instructions: Sequence[str | Prompt]) -> list[str]:
+    """The instruction strings of ``instructions`` (strings or :class:`~cosmic_tl.data.Prompt` objects).
+
+    Every function that takes instructions calls this, so what :func:`cosmic_tl.sample_paper` and
+    :func:`cosmic_tl.load_prompts` return (``Prompt`` objects) can be passed as it is.
+
+    Raises:
+        TypeError: ``instructions`` is one string (not a list of them), not a sequence, or holds
+            something else than a string or a Prompt.
+        ValueError: an instruction is empty or invisible (only whitespace or zero-width characters).
+    """
+    if isinstance(instructions, (str, bytes)):
         raise TypeError("instructions must be a list of strings, not a single string; wrap it in a list.")
+    if not isinstance(instructions, Sequence):
+        raise TypeError(
+            f"instructions must be a list of strings or Prompt objects, got {type(instructions).__name__}."
+        )
+    texts = []
     for i, x in enumerate(instructions):
-        if not isinstance(x, str):
-            raise TypeError(f"instruction {i} must be a str, got {type(x).__name__}: {x!r:.80}.")
+        text = x.instruction if isinstance(x, Prompt) else x
+        if not isinstance(text, str):
+            raise TypeError(f"instruction {i} must be a str or a Prompt, got {type(x).__name__}: {x!r:.80}.")
+        if is_blank(text):
+            raise ValueError(
+                f"instruction {i} is empty or invisible (only whitespace or zero-width characters: "
+                f"{text!r:.40}); remove it."
+            )
+        texts.append(text)
+    return texts
 
 
 def _render(tokenizer, messages: list[dict]) -> str:
@@ -66,10 +97,25 @@ class ChatFormat:
     suffix: str
     system: str | None
 
-    def format(self, instructions: Sequence[str]) -> list[str]:
-        """Chat-formatted prompt strings, ready to tokenize without extra special tokens."""
-        check_instructions(instructions)
-        return [self.prefix + x + self.suffix for x in instructions]
+    def format(self, instructions: Sequence[str | Prompt]) -> list[str]:
+        """Chat-formatted prompt strings, for display; tokenize with :meth:`token_ids`, which keeps
+        special-token text in an instruction as text."""
+        return [self.prefix + x + self.suffix for x in check_instructions(instructions)]
+
+    def token_ids(self, tokenizer, instruction: str) -> list[int]:
+        """The ids of one chat-formatted instruction; the instruction's text never yields special tokens.
+
+        An ordinary instruction is tokenized with the template as one string (the ids a chat client
+        produces). One that contains an added token's text (``<|im_end|>``, ``<|im_start|>``, ...) is
+        tokenized in pieces: the prefix and suffix as the template, the instruction as plain text.
+        """
+        if not any(token in instruction for token in added_token_texts(tokenizer)):
+            return tokenizer(self.prefix + instruction + self.suffix, add_special_tokens=False)["input_ids"]
+        return (
+            tokenizer(self.prefix, add_special_tokens=False)["input_ids"]
+            + plain_text_ids(tokenizer, instruction)
+            + tokenizer(self.suffix, add_special_tokens=False)["input_ids"]
+        )
 
 
 def chat_format(tokenizer, system: str | None = None) -> ChatFormat:
@@ -137,6 +183,26 @@ def _strip_default_system(tokenizer, text: str) -> str:
     return text[:start] + text[end + len(end_of_turn) :]
 
 
+def added_token_texts(tokenizer) -> list[str]:
+    """The text of every added token (special or not) that the tokenizer would match whole."""
+    return [t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.content]
+
+
+def plain_text_ids(tokenizer, text: str) -> list[int]:
+    """``text`` tokenized as text: no added token is matched, so ``"<|im_end|>"`` becomes ``<``, ``|``, ....
+
+    Fast tokenizers run their normalizer, pre-tokenizer and model directly (which never match
+    added tokens, special or not); others fall back to ``split_special_tokens=True``.
+    """
+    backend: Any = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    if backend.normalizer is not None:
+        text = backend.normalizer.normalize_str(text)
+    pieces = backend.pre_tokenizer.pre_tokenize_str(text) if backend.pre_tokenizer is not None else [(text, None)]
+    return [token.id for piece, _ in pieces for token in backend.model.tokenize(piece)]
+
+
 @dataclass
 class TokenizedPrompts:
     """A left-padded batch with its explicit attention mask."""
@@ -151,18 +217,39 @@ class TokenizedPrompts:
         return TokenizedPrompts(self.input_ids.to(device), self.attention_mask.to(device))
 
 
-def tokenize_prompts(tokenizer, texts: Sequence[str], max_length: int | None = None) -> TokenizedPrompts:
-    """Tokenize chat-formatted texts with left padding and an explicit attention mask.
+def tokenize_instructions(
+    tokenizer, fmt: ChatFormat, instructions: Sequence[str | Prompt], max_length: int | None = None
+) -> TokenizedPrompts:
+    """Chat-format and tokenize user instructions (left padding, explicit mask), text kept as text.
 
-    The texts already carry their special tokens, so none are added (no double BOS).
+    See :meth:`ChatFormat.token_ids`: an instruction containing special-token text cannot forge
+    turns, and the last ``n_pos`` ids of every row are the template's post-instruction tokens.
+
+    Raises:
+        TypeError, ValueError: bad instructions (see :func:`check_instructions`), an empty list, or
+            a prompt longer than ``max_length`` (the model's context).
+    """
+    texts = check_instructions(instructions)
+    return _left_padded(tokenizer, [fmt.token_ids(tokenizer, t) for t in texts], texts, max_length)
+
+
+def tokenize_prompts(tokenizer, texts: Sequence[str], max_length: int | None = None) -> TokenizedPrompts:
+    """Tokenize already chat-formatted texts with left padding and an explicit attention mask.
+
+    The texts are trusted: special-token text anywhere in them becomes special tokens, and none
+    are added (no double BOS). For user instructions use :func:`tokenize_instructions`.
 
     Raises:
         ValueError: if a prompt is longer than ``max_length`` (the model's context).
     """
-    if not texts:
+    rows = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    return _left_padded(tokenizer, rows, list(texts), max_length)
+
+
+def _left_padded(tokenizer, rows: list[list[int]], texts: list[str], max_length: int | None) -> TokenizedPrompts:
+    if not rows:
         raise ValueError("No prompts to tokenize (the prompt list is empty).")
     pad_id = pad_token_id(tokenizer)
-    rows = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     longest = max(len(r) for r in rows)
     if max_length is not None and longest > max_length:
         i = max(range(len(rows)), key=lambda k: len(rows[k]))

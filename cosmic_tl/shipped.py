@@ -12,6 +12,7 @@ The chunk packages are third-party data uploads: we only locate their files with
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -199,7 +200,7 @@ def dequantize_gguf(gguf_path: Path, out_dir: Path) -> Path:
     gguf_path = Path(gguf_path)
     check_gguf(gguf_path)
     out_dir = Path(out_dir)
-    if (out_dir / "model.safetensors").is_file():
+    if cache_is_whole(out_dir):
         return out_dir
     tmp = atomic_dir(out_dir)
     try:
@@ -223,6 +224,30 @@ def dequantize_gguf(gguf_path: Path, out_dir: Path) -> Path:
     return out_dir
 
 
+def cache_is_whole(out_dir: Path) -> bool:
+    """True if the dequantized folder cosmic_tl cached is complete and readable.
+
+    A damaged cache (a config.json that does not decode, a missing tokenizer or weights: a disk
+    that filled up, a hand edit) is not an error: it is logged and rebuilt from the GGUF.
+    """
+    if not out_dir.exists():
+        return False
+    problem = None
+    try:
+        config = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
+        if not isinstance(config, dict) or "model_type" not in config:
+            problem = "config.json has no model_type"
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        problem = f"config.json is unreadable ({e})"
+    if problem is None and not (out_dir / "tokenizer.json").is_file():
+        problem = "tokenizer.json is missing"
+    if problem is None and not (out_dir / "model.safetensors").is_file():
+        problem = "model.safetensors is missing"
+    if problem is not None:
+        logger.warning("The cached model %s is damaged (%s); rebuilding it from the GGUF.", out_dir, problem)
+    return problem is None
+
+
 def _dequantized_dir(model: ShippedModel) -> Path:
     return cache_root() / "hf" / model.name
 
@@ -233,7 +258,7 @@ def check_available(name: str) -> None:
     Reads no weights: a cheap check before a run starts.
     """
     model = SHIPPED_MODELS[name]
-    if not (_dequantized_dir(model) / "model.safetensors").is_file():
+    if not cache_is_whole(_dequantized_dir(model)):
         source_files(model)
 
 
@@ -241,6 +266,6 @@ def ensure_shipped(name: str) -> Path:
     """Return a local Hugging Face folder with the dequantized weights of a shipped model."""
     model = SHIPPED_MODELS[name]
     out = _dequantized_dir(model)
-    if (out / "model.safetensors").is_file():
+    if cache_is_whole(out):
         return out
     return dequantize_gguf(assemble_gguf(model), out)

@@ -1,7 +1,7 @@
 """Cosine-similarity maps between harmful and harmless activations, and the evaluation layers.
 
 COSMIC reads its scores at L_low: the layers where the last-token means of harmful and harmless
-prompts are least similar (COSMIC_SPEC §4.1). Read-out index ``j`` is the output of block ``j``
+prompts are least similar (docs/method.md §2). Read-out index ``j`` is the output of block ``j``
 (HF ``hidden_states[1 + j]``); the last index is the final-norm output.
 """
 
@@ -88,7 +88,7 @@ def n_eval_layers(n_layers: int, fraction: float = EVAL_LAYER_FRACTION) -> int:
 def rank_layers(cos: Float[Tensor, "n_layers"], *, second_half: bool = False) -> list[int]:
     """Layers by ascending cosine; ties keep the lower index first (stable sort).
 
-    With ``second_half`` (COSMIC_SPEC §4.1, weakly aligned models) layers below ``n // 2`` get the
+    With ``second_half`` (docs/method.md §2, weakly aligned models) layers below ``n // 2`` get the
     maximum similarity first, so the lowest-similarity layers come from the second half.
     """
     cos = cos.clone().to(torch.float64)
@@ -125,7 +125,13 @@ def evaluation_layers(
     fwd_hooks: Hooks = (),
     progress: bool = True,
 ) -> LayerSimilarity:
-    """Run the model on both prompt sets and pick L_low (COSMIC_SPEC §4.1)."""
+    """Run the model on both prompt sets and pick L_low (docs/method.md §2).
+
+    Examples:
+        >>> sim = evaluation_layers(model, data.harmful_train, data.harmless_train)  # doctest: +SKIP
+        >>> sim.eval_layers  # also accepted as is by select_cosmic  # doctest: +SKIP
+        [19, 23]
+    """
     kw = dict(batch_size=batch_size, fwd_hooks=fwd_hooks, progress=progress)
     pos = mean_last_token_readouts(model, harmful, desc="read-outs (harmful)", **kw)
     neg = mean_last_token_readouts(model, harmless, desc="read-outs (harmless)", **kw)

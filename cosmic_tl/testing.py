@@ -67,8 +67,19 @@ def make_tiny_chat_model(
     d_model: int = 64,
     n_heads: int = 4,
     seed: int = 0,
+    norm_gains: bool = False,
 ) -> Path:
-    """Write a tiny random Qwen2 chat model to ``out_dir`` (a Hugging Face folder) and return it."""
+    """Write a tiny random Qwen2 chat model to ``out_dir`` (a Hugging Face folder) and return it.
+
+    Args:
+        out_dir: The folder; an existing model there is returned as is.
+        n_layers, d_model, n_heads: The shape.
+        seed: The weights' seed.
+        norm_gains: Give every RMSNorm a random gain (uniform in [0.5, 1.5]) instead of ones, so
+            that a read-out which drops the final norm's gain differs from one that keeps it
+            (docs/method.md §2). Off by default: the models made so far, and the numbers pinned
+            on them, stay as they are.
+    """
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -96,6 +107,10 @@ def make_tiny_chat_model(
         for p in model.parameters():
             if p.dim() == 2:
                 p.normal_(0.0, 0.08)
+        if norm_gains:
+            for name, p in model.named_parameters():
+                if name.endswith("norm.weight"):
+                    p.uniform_(0.5, 1.5)
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     return out_dir

@@ -32,20 +32,13 @@
 # Parameters: the sizes of the sample this notebook draws.
 # COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) draws tiny samples;
 # "small" (the default otherwise) draws the sizes the other notebooks use; "paper" the paper's.
-import os
-from pathlib import Path
+from cosmic_tl.runs.notebook import notebook_settings
 
-SIZE = os.environ.get("COSMIC_TL_NOTEBOOK_SIZE", "ci" if os.environ.get("CI") else "small")
-SAMPLE_SIZES = {
-    "ci": dict(n_train=4, n_val=4, n_test=4),
-    "small": dict(n_train=32, n_val=8, n_test=12),  # as in the other notebooks
-    "paper": dict(n_train=180, n_val=100, n_test=512),
-}[SIZE]
+NB = notebook_settings()
+SAMPLE_SIZES = NB.sample_sizes
 SEED = 42
-# Where figures go (the repository's figures/ unless COSMIC_TL_NOTEBOOK_OUT says otherwise).
-OUT = Path(os.environ.get("COSMIC_TL_NOTEBOOK_OUT") or (Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()))
-FIGURES = OUT / "figures"
-print(f"size setting {SIZE!r}: {SAMPLE_SIZES}; figures -> {FIGURES}")
+FIGURES = NB.figures
+print(NB)
 
 # %%
 import collections
@@ -153,4 +146,4 @@ print(f"- Every fingerprint of the paper-sized draw matches SOURCES.md: {bool(fi
 print(f"- The paper's 512 harmful test prompts by source (category labels): {dict(by_source)}.")
 print(f"- {categories[categories.set.str.startswith('paper')].shape[0]} categories in that sample; "
       f"the largest: {categories[categories.set.str.startswith('paper')].sort_values('items').iloc[-1].to_dict()}.")
-print(f"- This notebook's '{SIZE}' draw: {sample.sizes}.")
+print(f"- This notebook's '{NB.size}' draw: {sample.sizes}.")

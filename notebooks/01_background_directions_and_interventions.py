@@ -37,22 +37,14 @@
 # %% tags=["parameters"]
 # Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
 # test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
-# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes.
-import os
-from pathlib import Path
+# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes. Run
+# folders are shared by the notebooks (a finished step is reused): see cosmic_tl.runs.notebook.
+from cosmic_tl.runs.notebook import notebook_settings
 
-SIZE = os.environ.get("COSMIC_TL_NOTEBOOK_SIZE", "ci" if os.environ.get("CI") else "small")
+NB = notebook_settings()
 MODEL = "qwen2.5-coder-0.5b-instruct"
-RUN_SIZES = {
-    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=3, layer_stride=8),
-    "small": dict(preset="quick", n_train=32, n_val=8, n_test=12, max_new_tokens=24, layer_stride=4),
-    "paper": dict(preset="paper"),  # 180+180 train, 100+100 val, 512+512 test, 512 tokens, every layer
-}[SIZE]
-PROGRESS = SIZE != "ci"
-# Run folders are shared by the notebooks (a finished step is reused); figures go to figures/.
-OUT = Path(os.environ.get("COSMIC_TL_NOTEBOOK_OUT") or (Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()))
-RUNS, FIGURES = OUT / "runs" / "notebooks", OUT / "figures"
-print(f"size setting {SIZE!r}: {RUN_SIZES}; runs -> {RUNS}; figures -> {FIGURES}")
+RUN_SIZES, PROGRESS, FIGURES = NB.run_sizes, NB.progress, NB.figures
+print(NB)
 
 # %%
 import pandas as pd
@@ -63,7 +55,6 @@ import torch
 import cosmic_tl as ct
 from cosmic_tl.judges import SubstringJudge
 from cosmic_tl.metrics import kl_divergence, last_position_logits
-from cosmic_tl.pipeline import load_run, run_pipeline
 from cosmic_tl.plots import save_figure
 from cosmic_tl.tokenviz import projection_view, side_by_side, token_projections
 
@@ -80,9 +71,7 @@ pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works 
 # %%
 model = ct.load_model(MODEL)
 config = ct.RunConfig(model=MODEL, steering="ace", selection="cosmic", **RUN_SIZES)
-run_dir = RUNS / f"cosmic-ace-{config.fingerprint()[:8]}"
-run_pipeline(config, run_dir, model=model, progress=PROGRESS)
-run = load_run(run_dir)
+run = NB.pipeline("cosmic-ace", config, model=model)
 cands, direction, prompts = run.candidates(), run.direction(), run.prompts()
 print(model.describe())
 print(f"candidates r: {tuple(cands.r.shape)} (positions {cands.positions}, {cands.n_layers} layers), "
@@ -213,7 +202,7 @@ display(pd.Series(ortho))
 
 # %%
 print(f"- {model.describe()['model']}: {model.n_layers} layers, d_model {model.d_model}, "
-      f"{model.n_pos} post-instruction positions; {SIZE!r} sizes ({cands.n_harmful}+{cands.n_harmless} train prompts).")
+      f"{model.n_pos} post-instruction positions; {NB.size!r} sizes ({cands.n_harmful}+{cands.n_harmless} train prompts).")
 print(f"- Selected direction (COSMIC, ACE): position {d.position}, layer {layer}, ‖r‖ = {d.vector.norm():.3f}; "
       f"zero candidates at layer 0: {int((cands.r[:, 0].norm(dim=-1) == 0).sum())} of {len(cands.positions)}.")
 for row in check_table.itertuples():

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -37,22 +39,14 @@
 # %% tags=["parameters"]
 # Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
 # test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
-# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes.
-import os
-from pathlib import Path
+# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes. Run
+# folders are shared by the notebooks (a finished step is reused): see cosmic_tl.runs.notebook.
+from cosmic_tl.runs.notebook import notebook_settings
 
-SIZE = os.environ.get("COSMIC_TL_NOTEBOOK_SIZE", "ci" if os.environ.get("CI") else "small")
+NB = notebook_settings()
 MODEL = "qwen2.5-coder-0.5b-instruct"
-RUN_SIZES = {
-    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=3, layer_stride=8),
-    "small": dict(preset="quick", n_train=32, n_val=8, n_test=12, max_new_tokens=24, layer_stride=4),
-    "paper": dict(preset="paper"),  # 180+180 train, 100+100 val, 512+512 test, 512 tokens, every layer
-}[SIZE]
-PROGRESS = SIZE != "ci"
-# Run folders are shared by the notebooks (a finished step is reused); figures go to figures/.
-OUT = Path(os.environ.get("COSMIC_TL_NOTEBOOK_OUT") or (Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()))
-RUNS, FIGURES = OUT / "runs" / "notebooks", OUT / "figures"
-print(f"size setting {SIZE!r}: {RUN_SIZES}; runs -> {RUNS}; figures -> {FIGURES}")
+RUN_SIZES, PROGRESS, FIGURES = NB.run_sizes, NB.progress, NB.figures
+print(NB)
 
 # %%
 import pandas as pd
@@ -62,8 +56,10 @@ import torch
 
 import cosmic_tl as ct
 from cosmic_tl import plots
-from cosmic_tl.pipeline import load_run, run_pipeline
 from cosmic_tl.plots import save_figure
+from cosmic_tl.runs.figures import position_labels, run_provenance
+from cosmic_tl.runs.report import rate_text, verdict_text
+from cosmic_tl.runs import open_run
 from cosmic_tl.selection import NoCandidateLeftError
 from cosmic_tl.selection.substring import prompt_refusal_scores
 
@@ -96,7 +92,7 @@ display(scores.groupby("class")["refusal score"].describe())
 # %% [markdown]
 # ## Both variants, end to end
 #
-# `run_pipeline` with `selection="substring"` scores every candidate by the refusal score under
+# `run_pipeline` with `selection="refusal-token"` scores every candidate by the refusal score under
 # ablation (harmful validation prompts, `abl_refusal`, lower is better) and under addition
 # (harmless validation prompts, `add_refusal`), plus the KL filter. The COSMIC-repo variant uses
 # ACE steering here (compared with COSMIC-ACE in notebook 04); the Arditi-faithful one LCE, as in
@@ -104,20 +100,20 @@ display(scores.groupby("class")["refusal score"].describe())
 
 # %%
 variants = {
-    "cosmic-repo": ct.RunConfig(model=MODEL, selection="substring", substring_variant="cosmic-repo",
+    "cosmic-repo": ct.RunConfig(model=MODEL, selection="refusal-token", substring_variant="cosmic-repo",
                                 steering="ace", **RUN_SIZES),
-    "arditi": ct.RunConfig(model=MODEL, selection="substring", substring_variant="arditi",
+    "arditi": ct.RunConfig(model=MODEL, selection="refusal-token", substring_variant="arditi",
                            steering="lce", **RUN_SIZES),
 }
 runs, failures = {}, {}
 for name, config in variants.items():
-    run_dir = RUNS / f"substring-{name}-{config.steering}-{config.fingerprint()[:8]}"
+    label = f"refusal-token-{name}-{config.steering}"
     try:
-        run_pipeline(config, run_dir, model=model, progress=PROGRESS)
+        runs[name] = NB.pipeline(label, config, model=model)
     except (ValueError, NoCandidateLeftError) as error:  # e.g. the data filter left no prompt to score
         failures[name] = f"{type(error).__name__}: {error}"
         print(f"The {name} variant found no direction. {failures[name]}")
-    runs[name] = load_run(run_dir)
+        runs[name] = open_run(NB.run_folder(label, config.fingerprint()))
 
 # %% [markdown]
 # Arditi's data filter keeps harmful prompts the model already refuses (score > 0) and harmless
@@ -138,14 +134,18 @@ display(kept)
 
 # %%
 selected = {name: run for name, run in runs.items() if name not in failures}
+# The variants' dashboards are compared side by side: one colour range per score for all of them.
+ranges = plots.shared_color_ranges([run.selection_table() for run in selected.values()])
 for name, run in selected.items():
-    fig = plots.selection_dashboard(run.selection_table())
+    fig = plots.selection_dashboard(run.selection_table(), color_ranges=ranges, position_labels=position_labels(run),
+                                    subtitle=run_provenance(run))
     fig.update_layout(title=f"Substring baseline, {name} variant ({variants[name].steering.upper()})")
     save_figure(fig, FIGURES / f"02_selection_{name}", png=False)
     fig.show()
 
 # %%
-fig = plots.score_heatmaps(runs["cosmic-repo"].selection_table(), "abl_refusal")
+fig = plots.score_heatmaps(runs["cosmic-repo"].selection_table(), "abl_refusal",
+                           position_labels=position_labels(runs["cosmic-repo"]), subtitle=run_provenance(runs["cosmic-repo"]))
 fig.update_layout(title="Harmful refusal score under ablation (cosmic-repo variant; lower is better)")
 save_figure(fig, FIGURES / "02_abl_refusal_cosmic_repo", png=False)
 fig.show()
@@ -174,12 +174,14 @@ for name, run in runs.items():
         print(f"- {name} variant ({variants[name].steering.upper()}): no direction ({failures[name]}).")
         continue
     s = run.summary()["selection"]
-    r = run.summary()["refusal"]
+    effects = [e for e in run.summary()["effects"] if e["judge"] == ct.SubstringJudge.name]
     print(f"- {name} variant ({variants[name].steering.upper()}): picks position {s['position']}, layer {s['layer']} "
           f"(abl_refusal {s['scores']['abl_refusal']:.2f} vs {s['baselines']['refusal_score']['harmful']:.2f} unsteered); "
-          f"{s['n_kept']} of {s['n_candidates']} candidates kept; on the test prompts harmful refusal "
-          f"{r['harmful_refusal_baseline']:.2f} → {r['harmful_refusal_ablation']:.2f} under ablation, harmless refusal "
-          f"{r['harmless_refusal_baseline']:.2f} → {r['harmless_refusal_addition']:.2f} under addition.")
+          f"{s['n_kept']} of {s['n_candidates']} candidates kept; on the test prompts:")
+    for e in effects:
+        print(f"  - {e['dataset']} refusal {rate_text(e['baseline_count'], e['n'], e['baseline_rate'], e['baseline_ci_low'], e['baseline_ci_high'])}"
+              f" → {rate_text(e['count'], e['n'], e['rate'], e['ci_low'], e['ci_high'])} under {e['condition']}, "
+              f"exact McNemar p = {e['p_value']:.3g}: {verdict_text(e)}.")
 print(f"- Arditi's filter kept {kept.loc['harmful_train', 'arditi']}/{sizes.n_train} harmful and "
       f"{kept.loc['harmless_train', 'arditi']}/{sizes.n_train} harmless training prompts, "
       f"{kept.loc['harmful_val', 'arditi']}/{sizes.n_val} harmful and {kept.loc['harmless_val', 'arditi']}/{sizes.n_val} "

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -35,22 +37,14 @@
 # %% tags=["parameters"]
 # Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
 # test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
-# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes.
-import os
-from pathlib import Path
+# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes. Run
+# folders are shared by the notebooks (a finished step is reused): see cosmic_tl.runs.notebook.
+from cosmic_tl.runs.notebook import notebook_settings
 
-SIZE = os.environ.get("COSMIC_TL_NOTEBOOK_SIZE", "ci" if os.environ.get("CI") else "small")
+NB = notebook_settings()
 MODEL = "qwen2.5-coder-0.5b-instruct"
-RUN_SIZES = {
-    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=3, layer_stride=8),
-    "small": dict(preset="quick", n_train=32, n_val=8, n_test=12, max_new_tokens=24, layer_stride=4),
-    "paper": dict(preset="paper"),  # 180+180 train, 100+100 val, 512+512 test, 512 tokens, every layer
-}[SIZE]
-PROGRESS = SIZE != "ci"
-# Run folders are shared by the notebooks (a finished step is reused); figures go to figures/.
-OUT = Path(os.environ.get("COSMIC_TL_NOTEBOOK_OUT") or (Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()))
-RUNS, FIGURES = OUT / "runs" / "notebooks", OUT / "figures"
-print(f"size setting {SIZE!r}: {RUN_SIZES}; runs -> {RUNS}; figures -> {FIGURES}")
+RUN_SIZES, PROGRESS, FIGURES = NB.run_sizes, NB.progress, NB.figures
+print(NB)
 
 # %%
 import pandas as pd
@@ -60,8 +54,8 @@ import torch
 import cosmic_tl as ct
 from cosmic_tl import plots
 from cosmic_tl.activations import last_token_readouts
-from cosmic_tl.pipeline import load_run, run_pipeline
 from cosmic_tl.plots import save_figure
+from cosmic_tl.runs.figures import position_labels, run_provenance
 
 torch.set_grad_enabled(False)  # inference only
 pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
@@ -69,10 +63,12 @@ pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works 
 # %%
 model = ct.load_model(MODEL)
 config = ct.RunConfig(model=MODEL, steering="ace", selection="cosmic", **RUN_SIZES)
-run_dir = RUNS / f"cosmic-ace-{config.fingerprint()[:8]}"
-run_pipeline(config, run_dir, model=model, progress=PROGRESS)
-run = load_run(run_dir)
+run = NB.pipeline("cosmic-ace", config, model=model)
 selection, table = run.summary()["selection"], run.selection_table()
+# Every figure says what it is from (model, sizes, steering, system turn, run); position ticks
+# name the template tokens.
+subtitle = run_provenance(run)
+labelled = dict(position_labels=position_labels(run), subtitle=subtitle)
 
 # %% [markdown]
 # ## Step 1: where do harmful and harmless activations differ most?
@@ -83,7 +79,7 @@ selection, table = run.summary()["selection"], run.selection_table()
 
 # %%
 layer_cos = run.layer_cosine()
-fig = plots.layer_cosine_line(layer_cos)
+fig = plots.layer_cosine_line(layer_cos, subtitle=subtitle)
 save_figure(fig, FIGURES / "03_layer_cosine", png=False)
 fig.show()
 
@@ -92,7 +88,7 @@ fig.show()
 # directions live (L_low outlined). Low cosine means the two classes are far apart there.
 
 # %%
-fig = plots.cosine_heatmap(run.cosine_pos_layer(), run.eval_layers())
+fig = plots.cosine_heatmap(run.cosine_pos_layer(), run.eval_layers(), **labelled)
 save_figure(fig, FIGURES / "03_cosine_heatmap", png=False)
 fig.show()
 
@@ -104,12 +100,12 @@ fig.show()
 # change the read-outs: it gets the no-op score cos(b⁺, b⁻).
 
 # %%
-fig = plots.selection_dashboard(table)
+fig = plots.selection_dashboard(table, eval_layers=run.eval_layers(), **labelled)
 save_figure(fig, FIGURES / "03_selection_dashboard", png=False)
 fig.show()
 
 # %%
-fig = plots.score_heatmaps(table, "score")
+fig = plots.score_heatmaps(table, "score", eval_layers=run.eval_layers(), **labelled)
 save_figure(fig, FIGURES / "03_score_heatmap", png=False)
 fig.show()
 
@@ -130,8 +126,8 @@ for kind in ("harmful", "harmless"):
     batch = model.tokenize([q.instruction for q in run.prompts()[f"{kind}_test"]])
     readouts, _ = last_token_readouts(model, batch, range(model.n_layers))
     projections[kind] = readouts.double() @ direction.unit
-fig = plots.projection_plot(projections["harmful"], projections["harmless"])
-fig.add_vline(x=direction.layer, line_dash="dot", annotation_text="chosen layer")
+fig = plots.projection_plot(projections["harmful"], projections["harmless"], chosen_layer=direction.layer,
+                            subtitle=subtitle)
 save_figure(fig, FIGURES / "03_projection", png=False)
 fig.show()
 

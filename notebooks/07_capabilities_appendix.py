@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -17,8 +19,9 @@
 # **What the paper checks.** Steering along the refusal direction should change refusal and little
 # else. The authors' code evaluates the ablated model on ARC-Challenge, GPQA and TruthfulQA
 # (multiple choice) and measures the cross-entropy loss on the Pile and on Alpaca completions.
-# Those datasets are not shipped with this toolkit and cannot be downloaded offline, so this
-# notebook measures the two offline quantities that capture the same concern on the shipped
+# TruthfulQA is shipped (the authors' file, Apache-2.0) and every pipeline run asks its binary
+# version (below). ARC, GPQA and the Pile are not shipped and cannot be downloaded offline, so this
+# notebook also measures the two offline quantities that capture the same concern on the shipped
 # harmless (Alpaca) test prompts:
 #
 # * **next-token KL**: KL(unsteered ‖ steered) of the distribution after each prompt (the quantity
@@ -32,23 +35,15 @@
 # %% tags=["parameters"]
 # Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
 # test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
-# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes.
-import os
-from pathlib import Path
+# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes. Run
+# folders are shared by the notebooks (a finished step is reused): see cosmic_tl.runs.notebook.
+from cosmic_tl.runs.notebook import notebook_settings
 
-SIZE = os.environ.get("COSMIC_TL_NOTEBOOK_SIZE", "ci" if os.environ.get("CI") else "small")
+NB = notebook_settings()
 MODEL = "qwen2.5-coder-0.5b-instruct"
-RUN_SIZES = {
-    "ci": dict(preset="tiny", n_train=4, n_val=2, n_test=2, max_new_tokens=3, layer_stride=8),
-    "small": dict(preset="quick", n_train=32, n_val=8, n_test=12, max_new_tokens=24, layer_stride=4),
-    "paper": dict(preset="paper"),  # 180+180 train, 100+100 val, 512+512 test, 512 tokens, every layer
-}[SIZE]
-PROGRESS = SIZE != "ci"
-# Run folders are shared by the notebooks (a finished step is reused); figures go to figures/.
-OUT = Path(os.environ.get("COSMIC_TL_NOTEBOOK_OUT") or (Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()))
-RUNS, FIGURES = OUT / "runs" / "notebooks", OUT / "figures"
+RUN_SIZES, PROGRESS, FIGURES = NB.run_sizes, NB.progress, NB.figures
 ALPHAS = (0.5, 1.0, 2.0, 3.0)  # ACE addition strengths for the sweep
-print(f"size setting {SIZE!r}: {RUN_SIZES}; runs -> {RUNS}; figures -> {FIGURES}")
+print(NB)
 
 # %%
 import pandas as pd
@@ -58,8 +53,10 @@ import torch
 
 import cosmic_tl as ct
 from cosmic_tl.metrics import ce_loss, next_token_kl
-from cosmic_tl.pipeline import load_run, run_pipeline
+from cosmic_tl import plots
 from cosmic_tl.plots import save_figure
+from cosmic_tl.runs.figures import run_provenance
+from cosmic_tl.runs.report import rate_text, verdict_text
 
 torch.set_grad_enabled(False)  # inference only
 pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
@@ -72,9 +69,7 @@ model = ct.load_model(MODEL)
 runs = {}
 for steering in ("ace", "lce"):
     config = ct.RunConfig(model=MODEL, selection="cosmic", steering=steering, **RUN_SIZES)
-    run_dir = RUNS / f"cosmic-{steering}-{config.fingerprint()[:8]}"
-    run_pipeline(config, run_dir, model=model, progress=PROGRESS)
-    runs[steering] = load_run(run_dir)
+    runs[steering] = NB.pipeline(f"cosmic-{steering}", config, model=model)
 prompts = [q.instruction for q in runs["ace"].prompts()["harmless_test"]]
 own_completions = [r["response"] for r in runs["ace"].completions("harmless", "baseline")]
 print(f"{len(prompts)} harmless test prompts; their unsteered completions average "
@@ -98,6 +93,29 @@ fig = px.bar(costs, x="direction", y="ce", color="intervention", barmode="group"
              title="CE loss of the model's own harmless completions (lower: less disturbed)")
 save_figure(fig, FIGURES / "07_ce_loss", png=False)
 fig.show()
+
+# %% [markdown]
+# ## TruthfulQA binary choice under ablation and addition
+#
+# Each pipeline run asked its fixed sample of TruthfulQA questions (Best Answer vs Best Incorrect
+# Answer, letters in a seeded order, answer read from the next-token logits of "A" and "B": one
+# forward pass per question) without intervention, under ablation and under addition of its
+# chosen direction (`capabilities/` in the run folder). Accuracies come with 95% Wilson
+# intervals, changes with the exact McNemar test on the same questions. The share of "A" answers
+# shows the letter bias of a small model.
+
+# %%
+truthfulqa = {}
+for steering, run in runs.items():
+    tqa = run.summary()["capabilities"]["truthfulqa_binary"]
+    truthfulqa[steering] = tqa
+    display(pd.DataFrame([{"condition": c["condition"],
+                           "accuracy": rate_text(c["count"], c["n"], c["accuracy"], c["ci_low"], c["ci_high"]),
+                           'share of "A" answers': c["share_answer_a"]} for c in tqa["conditions"]]))
+    fig = plots.capability_bars(tqa, subtitle=run_provenance(run))
+    fig.update_layout(title_text=f"TruthfulQA binary choice, COSMIC · {steering.upper()} (95% Wilson intervals)")
+    save_figure(fig, FIGURES / f"07_truthfulqa_{steering}", png=False)
+    fig.show()
 
 # %% [markdown]
 # ## ACE addition strength
@@ -126,4 +144,11 @@ for row in costs.iloc[1:].itertuples():
           f"(perplexity ×{row.ppl / costs.iloc[0].ppl:.2f}).")
 print(f"- ACE addition α = {sweep.alpha.min():g} … {sweep.alpha.max():g}: KL {sweep.KL.iloc[0]:.3f} … {sweep.KL.iloc[-1]:.3f}, "
       f"CE {sweep.CE.iloc[0]:.3f} … {sweep.CE.iloc[-1]:.3f} (unsteered CE {base_ce:.3f}).")
-print("- Not run here: ARC-Challenge, GPQA, TruthfulQA and Pile CE (datasets not shipped; they need a network).")
+for steering, tqa in truthfulqa.items():
+    base = tqa["conditions"][0]
+    print(f"- TruthfulQA ({steering.upper()}, {tqa['n']} questions): no intervention accuracy "
+          f"{rate_text(base['count'], base['n'], base['accuracy'], base['ci_low'], base['ci_high'])}.")
+    for effect, entry in zip(tqa["effects"], tqa["conditions"][1:]):
+        print(f"  - {effect['condition']}: {rate_text(entry['count'], entry['n'], entry['accuracy'], entry['ci_low'], entry['ci_high'])}, "
+              f"exact McNemar p = {effect['p_value']:.3g}: {verdict_text(effect)}.")
+print("- Not run here: ARC-Challenge, GPQA and Pile CE (datasets not shipped; they need a network).")

@@ -1,4 +1,4 @@
-"""Do COSMIC and the refusal-token baseline agree on the direction? (COSMIC_SPEC §5, agreement)
+"""Do COSMIC and the refusal-token baseline agree on the direction? (``docs/method.md §10``)
 
 Both selections are applied to ONE table of scores: every candidate is scored once by a
 :class:`~cosmic_tl.selection.CandidateScorer` computing COSMIC's ``s_abl``/``s_add``, the baseline's
@@ -21,18 +21,21 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from cosmic_tl import artifacts as art
-from cosmic_tl import plots
-from cosmic_tl.activations import candidate_directions
+from cosmic_tl import atomic, plots
 from cosmic_tl.config import RunConfig
 from cosmic_tl.directions import Candidates
-from cosmic_tl.experiments.runner import ExperimentRun, markdown_table
+from cosmic_tl.experiments.common import describe_sizes, experiment_context, markdown_table, write_report
 from cosmic_tl.models import ChatModel
+from cosmic_tl.runs.context import Step, StepContext
+from cosmic_tl.runs.evaluate import figures_step
+from cosmic_tl.runs.files import read_csv, read_json, write_csv
+from cosmic_tl.runs.layout import agreement_subrun
+from cosmic_tl.runs.reader import Run
+from cosmic_tl.runs.steps import candidates_step, eval_layers_step, sample_step
 from cosmic_tl.selection import CandidateScorer, NoCandidateLeftError, ScoringPlan
 from cosmic_tl.selection.cosmic import KL_THRESHOLD, PRUNE_FRACTION, cosmic_filter_reasons, late_layer_cutoff
 from cosmic_tl.selection.result import is_zero_direction, rank_and_pick
 from cosmic_tl.selection.substring import substring_filter_reasons, substring_pruned
-from cosmic_tl.similarity import evaluation_layers
 
 TOP_K = (5, 10)
 
@@ -194,6 +197,45 @@ def selection_agreement(
                                 kl_threshold=kl_threshold, prune_fraction=prune_fraction)
 
 
+SCORES, BASELINES, METRICS = "scoring/table.csv", "scoring/baselines.json", "agreement/metrics.json"
+
+
+def _score(ctx: StepContext) -> None:
+    """Step ``scoring``: every candidate scored once for both methods."""
+    c, run = ctx.config, ctx.run
+    model, prompts = ctx.get_model(), run.prompts()
+    table, baselines = score_both(
+        model, run.candidates(), prompts["harmful_val"], prompts["harmless_val"], run.eval_layers(),
+        steering=c.steering, substring_variant=c.substring_variant, prune_fraction=c.prune_fraction,
+        batch_size=c.batch_size, parity_inplace=c.parity_inplace, layers=ctx.layers(), progress=ctx.progress)
+    write_csv(ctx.path(SCORES), table)
+    atomic.write_json(ctx.path(BASELINES), {**baselines, "n_layers": model.n_layers})
+
+
+def _agree(ctx: StepContext) -> None:
+    """Step ``agreement``: both methods' rankings of the score table, and how far they agree."""
+    c = ctx.config
+    ag = agreement_from_table(
+        read_csv(ctx.path(SCORES)), read_json(ctx.path(BASELINES))["n_layers"], candidates=ctx.run.candidates(),
+        substring_variant=c.substring_variant, kl_threshold=c.kl_threshold, prune_fraction=c.prune_fraction)
+    write_csv(ctx.path(agreement_subrun("cosmic").selection_table), ag.cosmic)
+    write_csv(ctx.path(agreement_subrun("substring").selection_table), ag.substring)
+    # An undefined correlation is null in strict JSON (NaN is not JSON).
+    atomic.write_json(ctx.path(METRICS), {k: None if isinstance(v, float) and v != v else v
+                                          for k, v in ag.metrics.items()})
+    write_csv(ctx.path("agreement/metrics.csv"), ag.to_frame())
+
+
+def _figures(run: Run) -> dict:
+    return {"agreement_scatter": plots.agreement_scatter(run.subrun("cosmic").selection_table(),
+                                                         run.subrun("substring").selection_table())}
+
+
+def agreement_steps() -> list[Step]:
+    return [sample_step(), candidates_step(), eval_layers_step(), Step("scoring", _score), Step("agreement", _agree),
+            figures_step(_figures)]
+
+
 def run_agreement(
     config: RunConfig, out: str | Path, *, model: ChatModel | None = None, progress: bool = True,
     log: Callable[[str], None] = print,
@@ -204,65 +246,23 @@ def run_agreement(
     ``scoring/table.csv`` (raw scores), ``agreement/{cosmic,substring}_table.csv``,
     ``agreement/metrics.{json,csv}``, ``figures/agreement_scatter.html``, ``report.md``.
     """
-    run = ExperimentRun("agreement", config, out, model=model, progress=progress, log=log)
-    c, f = config, run.folder
-    run.sample_prompts()
-
-    def step_directions():
-        p = run.prompts()
-        cands = candidate_directions(run.get_model(), p["harmful_train"], p["harmless_train"],
-                                     batch_size=c.batch_size, progress=progress)
-        cands.save(f.path("directions", "candidates.safetensors"))
-
-    def step_eval_layers():
-        p = run.prompts()
-        sim = evaluation_layers(run.get_model(), p["harmful_train"], p["harmless_train"],
-                                fraction=c.eval_layer_fraction, batch_size=c.batch_size, progress=progress)
-        art.write_json(f.path("eval_layers", "eval_layers.json"), {"eval_layers": sim.eval_layers})
-
-    def step_scoring():
-        m, p = run.get_model(), run.prompts()
-        table, baselines = score_both(
-            m, run.candidates("directions", "candidates.safetensors"), p["harmful_val"], p["harmless_val"],
-            art.read_json(f.path("eval_layers", "eval_layers.json"))["eval_layers"], steering=c.steering,
-            substring_variant=c.substring_variant, prune_fraction=c.prune_fraction, batch_size=c.batch_size,
-            parity_inplace=c.parity_inplace, layers=run.layers(m), progress=progress)
-        art.write_csv(f.path("scoring", "table.csv"), table)
-        art.write_json(f.path("scoring", "baselines.json"), {**baselines, "n_layers": m.n_layers})
-
-    def step_agreement():
-        n_layers = art.read_json(f.path("scoring", "baselines.json"))["n_layers"]
-        ag = agreement_from_table(
-            art.read_csv(f.path("scoring", "table.csv")), n_layers,
-            candidates=run.candidates("directions", "candidates.safetensors"),
-            substring_variant=c.substring_variant, kl_threshold=c.kl_threshold, prune_fraction=c.prune_fraction)
-        art.write_csv(f.path("agreement", "cosmic_table.csv"), ag.cosmic)
-        art.write_csv(f.path("agreement", "substring_table.csv"), ag.substring)
-        art.write_json(f.path("agreement", "metrics.json"), ag.metrics)
-        art.write_csv(f.path("agreement", "metrics.csv"), ag.to_frame())
-
-    def step_figures():
-        run.save_figures({"agreement_scatter": plots.agreement_scatter(
-            art.read_csv(f.path("agreement", "cosmic_table.csv")),
-            art.read_csv(f.path("agreement", "substring_table.csv")))})
-
-    for name, fn in (("directions", step_directions), ("eval_layers", step_eval_layers),
-                     ("scoring", step_scoring), ("agreement", step_agreement), ("figures", step_figures)):
-        run.step(name, fn)
-    metrics = art.read_json(f.path("agreement", "metrics.json"))
-    run.write_report(_report(run, metrics))
-    return art.read_csv(f.path("agreement", "metrics.csv"))
+    with experiment_context("agreement", config, out, model=model, progress=progress, log=log) as ctx:
+        ctx.run_steps(agreement_steps())
+        write_report(ctx, _report(ctx.run, config))
+    return read_csv(ctx.path("agreement/metrics.csv"))
 
 
-def _report(run: ExperimentRun, m: dict) -> list[str]:
-    base = art.read_json(run.folder.path("scoring", "baselines.json"))
-    ev = art.read_json(run.folder.path("eval_layers", "eval_layers.json"))["eval_layers"]
+def _report(run: Run, config: RunConfig) -> list[str]:
+    m = read_json(run.root / METRICS)
+    base = read_json(run.root / BASELINES)
+    ev = run.eval_layers()
+
     def pick(key: str) -> str:
         return str(tuple(m[f"{key}_pick"])) if m[f"{key}_pick"] else f"none: {m[f'{key}_error']}"
 
     rows = pd.DataFrame([
         {"quantity": "COSMIC pick (position, layer)", "value": pick("cosmic")},
-        {"quantity": f"substring pick ({run.config.substring_variant})", "value": pick("substring")},
+        {"quantity": f"substring pick ({config.substring_variant})", "value": pick("substring")},
         {"quantity": "exact match", "value": m["exact_match"]},
         {"quantity": "abs(Δ layer)", "value": m["abs_delta_layer"]},
         {"quantity": "cosine of the two directions", "value": m["cosine_picks"]},
@@ -273,8 +273,8 @@ def _report(run: ExperimentRun, m: dict) -> list[str]:
         *({"quantity": f"top-{k} overlap", "value": m[f"top{k}_overlap"]} for k in TOP_K),
     ])
     return [
-        f"# COSMIC vs refusal-token selection: {run.config.model}",
-        "", f"- {run.describe_sizes()}.",
+        f"# COSMIC vs refusal-token selection: {config.model}",
+        "", f"- {describe_sizes(config)}.",
         f"- Evaluation layers L_low = {ev}; cos(b+, b-) = {base['cos_b_pos_b_neg']:.4f}; unintervened "
         f"refusal scores (val): harmful {base['refusal_score']['harmful']:.3f}, harmless "
         f"{base['refusal_score']['harmless']:.3f}.",

@@ -1,4 +1,4 @@
-"""Weakly aligned models (COSMIC_SPEC §7.5, the paper's Section 6).
+"""Weakly aligned models (``docs/method.md §10``, the paper's Section 6).
 
 Simulated mode (the authors' ``run_pipeline_unaligned_ace.py``):
 
@@ -21,68 +21,52 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from cosmic_tl import artifacts as art
 from cosmic_tl import plots
-from cosmic_tl.activations import candidate_directions
 from cosmic_tl.config import RunConfig
-from cosmic_tl.experiments.runner import ExperimentRun, Hooks, markdown_table
-from cosmic_tl.hooks import steering_hooks
+from cosmic_tl.experiments.common import (
+    describe_sizes, effects_table, experiment_context, markdown_table, refusal_effect, refusal_row, write_report,
+)
 from cosmic_tl.models import ChatModel
-from cosmic_tl.selection import NoCandidateLeftError, select_cosmic
-from cosmic_tl.similarity import evaluation_layers
+from cosmic_tl.runs.context import Condition, Intervention, ModelVariant, Step, StepContext
+from cosmic_tl.runs.evaluate import completions_step, figures_step, judges_step, metrics_step
+from cosmic_tl.runs.figures import run_provenance, write_explorer
+from cosmic_tl.runs.report import verdict_text
+from cosmic_tl.runs.files import read_csv, write_csv
+from cosmic_tl.runs.layout import weak_stage
+from cosmic_tl.runs.reader import Run
+from cosmic_tl.runs.steps import candidates_step, eval_layers_step, sample_step, selection_step
+from cosmic_tl.selection import NoCandidateLeftError
 
 WEAK_ALPHAS = (1.0, 2.0, 3.0)
+SWEEP = "sweep.csv"
 
 
-def weakening_hooks(run: ExperimentRun, natural: bool) -> Hooks:
-    """The hooks turning M into M′ (ablation of the stage-1 direction); none in natural mode."""
-    if natural:
-        return []
-    d1 = run.direction("stage1")
-    if d1 is None:
-        raise NoCandidateLeftError(
-            f"Stage 1 found no direction ({run.selection_summary('stage1')['error']}), so the weakened "
-            "model M′ is undefined. Try a larger preset or a looser --kl-threshold."
-        )
-    return steering_hooks(d1, run.config.steering, "ablation", run.get_model().n_layers)
+def weakened(natural: bool) -> tuple[Intervention, ...]:
+    """The interventions turning M into M′ (ablation of the stage-1 direction); none in natural mode."""
+    return () if natural else (Intervention(weak_stage("stage1").direction, "ablation", alpha=1.0),)
 
 
-def run_stage(run: ExperimentRun, stage: str, weak_hooks: Callable[[], Hooks]) -> None:
-    """Candidates, L_low (second half) and COSMIC selection of one stage, inside ``weak_hooks()``.
+def stage_steps(stage: str, variant: ModelVariant) -> list[Step]:
+    """Candidates, L_low (second half) and COSMIC selection of one stage, inside ``variant``.
 
     Artifacts: ``<stage>/candidates.safetensors``, ``<stage>/eval_layers.json``,
     ``<stage>/layer_cosine.csv`` and ``selection/<stage>/``.
     """
-    c, f = run.config, run.folder
+    where = weak_stage(stage)
+    return [
+        candidates_step(where, name=f"{stage}_directions", variant=variant, meta={"stage": stage}),
+        eval_layers_step(where, name=f"{stage}_eval_layers", variant=variant, second_half=True),
+        selection_step(where, name=f"{stage}_selection", method="cosmic", variant=variant, record_empty=True),
+    ]
 
-    def step_directions():
-        p = run.prompts()
-        cands = candidate_directions(run.get_model(), p["harmful_train"], p["harmless_train"],
-                                     batch_size=c.batch_size, fwd_hooks=weak_hooks(), progress=run.progress)
-        cands.meta["stage"] = stage
-        cands.save(f.path(stage, "candidates.safetensors"))
 
-    def step_eval_layers():
-        p = run.prompts()
-        sim = evaluation_layers(run.get_model(), p["harmful_train"], p["harmless_train"], second_half=True,
-                                fraction=c.eval_layer_fraction, batch_size=c.batch_size,
-                                fwd_hooks=weak_hooks(), progress=run.progress)
-        art.write_csv(f.path(stage, "layer_cosine.csv"), sim.to_frame())
-        art.write_json(f.path(stage, "eval_layers.json"),
-                       {"eval_layers": sim.eval_layers, "ranked_layers": sim.ranked_layers})
-
-    def step_selection():
-        m, p = run.get_model(), run.prompts()
-        cands = run.candidates(stage, "candidates.safetensors")
-        eval_layers = art.read_json(f.path(stage, "eval_layers.json"))["eval_layers"]
-        run.save_selection(stage, lambda: select_cosmic(
-            m, cands, p["harmful_val"], p["harmless_val"], eval_layers, prune_fraction=c.prune_fraction,
-            parity_inplace=c.parity_inplace, layers=run.layers(m), fwd_hooks=weak_hooks(),
-            **run.selection_kwargs()))
-
-    for name, fn in (("directions", step_directions), ("eval_layers", step_eval_layers),
-                     ("selection", step_selection)):
-        run.step(f"{stage}_{name}", fn)
+def check_stage1_found_a_direction(run: Run) -> None:
+    """Raises NoCandidateLeftError when stage 1 found nothing: M′ is then undefined."""
+    summary = run.subrun("stage1").selection_summary()
+    if "error" in summary:
+        raise NoCandidateLeftError(
+            f"Stage 1 found no direction ({summary['error']}), so the weakened model M′ is undefined. Try a "
+            "larger preset or a looser --kl-threshold.")
 
 
 def sweep_conditions(natural: bool, alphas: Sequence[float], have_r2: bool) -> list[tuple[str, str, float]]:
@@ -93,6 +77,59 @@ def sweep_conditions(natural: bool, alphas: Sequence[float], have_r2: bool) -> l
     if have_r2:
         out += [(f"weak_add_{a:g}", f"{weak} + r₂ addition", float(a)) for a in alphas]
     return out
+
+
+def conditions(sweep: list[tuple[str, str, float]], natural: bool) -> list[Condition]:
+    """Each swept model on the harmful and the harmless test prompts."""
+    r2 = weak_stage("stage2").direction
+    out = []
+    for name, _, alpha in sweep:
+        interventions = () if name == "original" else weakened(natural)
+        if name.startswith("weak_add_"):
+            interventions += (Intervention(r2, "addition", alpha=alpha),)
+        out += [Condition(dataset, name, interventions) for dataset in ("harmful", "harmless")]
+    return out
+
+
+def sweep_table(run: Run, sweep: list[tuple[str, str, float]]) -> pd.DataFrame:
+    """One row per swept model: α, the substring judge's refusal rates with their counts, n and
+    95% Wilson intervals, and the label."""
+    rows = []
+    for name, label, alpha in sweep:
+        row = dict(alpha=alpha)
+        for dataset in ("harmful", "harmless"):
+            r = refusal_row(run, dataset, name)
+            row.update({f"{dataset}_refusal": float(r.refusal_rate), f"{dataset}_count": int(r["count"]),
+                        f"n_{dataset}": int(r.n), f"{dataset}_ci_low": float(r.ci_low),
+                        f"{dataset}_ci_high": float(r.ci_high)})
+        rows.append({**row, "label": label, "condition": name})
+    return pd.DataFrame(rows)
+
+
+def sweep_effects(table: pd.DataFrame, run: Run) -> list[dict]:
+    """Paired tests: M′ against M on harmful prompts (expected: less refusal), and each r₂
+    addition against the model it is added to (expected: more refusal, on both prompt sets)."""
+    effects = []
+    conditions = list(table.condition)
+    if "original" in conditions:
+        effects.append(refusal_effect(run, "harmful", "weak_baseline", "original", "decrease"))
+    for name in conditions:
+        if name.startswith("weak_add_"):
+            effects += [refusal_effect(run, dataset, name, "weak_baseline", "increase")
+                        for dataset in ("harmful", "harmless")]
+    return effects
+
+
+def weak_params(alphas: Sequence[float] = WEAK_ALPHAS, natural: bool = False) -> dict:
+    """The experiment's parameters as its folder records them (part of its fingerprint).
+
+    Raises:
+        ValueError: ``alphas`` is empty or holds a non-finite number.
+    """
+    alphas = [float(a) for a in alphas]
+    if not alphas or any(a != a or abs(a) == float("inf") for a in alphas):
+        raise ValueError(f"alphas must be a non-empty list of finite numbers, got {alphas}.")
+    return {"alphas": alphas, "natural": natural}
 
 
 def run_weak(
@@ -106,75 +143,79 @@ def run_weak(
         out: The run folder.
         alphas: Addition strengths of r₂ (the paper: 1, 2, 3).
         natural: Skip stage 1 and find r₂ in the model as it is.
-        model, progress, log: As for :func:`cosmic_tl.pipeline.run_pipeline`.
+        model, progress, log: As for :func:`cosmic_tl.runs.run_pipeline`.
 
     Returns:
-        Columns ``alpha``, ``harmful_refusal``, ``harmless_refusal``, ``label`` (substring judge).
+        :func:`sweep_table`: ``alpha``, ``harmful_refusal`` / ``harmless_refusal`` with their
+        ``*_count``, ``n_*``, ``*_ci_low``, ``*_ci_high``, then ``label`` and ``condition``
+        (substring judge).
     """
-    alphas = [float(a) for a in alphas]
-    if not alphas or any(a != a or abs(a) == float("inf") for a in alphas):
-        raise ValueError(f"alphas must be a non-empty list of finite numbers, got {alphas}.")
-    run = ExperimentRun("weak", config, out, params={"alphas": alphas, "natural": natural},
-                        model=model, progress=progress, log=log)
-    run.sample_prompts()
-    if not natural:
-        run_stage(run, "stage1", lambda: [])
-    run_stage(run, "stage2", lambda: weakening_hooks(run, natural))
+    params = weak_params(alphas, natural)
+    alphas = params["alphas"]
+    with experiment_context("weak", config, out, params, model=model, progress=progress, log=log) as ctx:
+        ctx.run_steps([sample_step()])
+        if not natural:
+            ctx.run_steps(stage_steps("stage1", ModelVariant()))
+            check_stage1_found_a_direction(ctx.run)
+        ctx.run_steps(stage_steps("stage2", ModelVariant(interventions=weakened(natural))))
+        sweep = sweep_conditions(natural, alphas, ctx.run.subrun("stage2").direction() is not None)
+        sets = conditions(sweep, natural)
 
-    d2 = run.direction("stage2")
-    conditions = sweep_conditions(natural, alphas, d2 is not None)
-    for condition, _, alpha in conditions:
-        for dataset in ("harmful", "harmless"):
-            run.evaluate(dataset, condition, lambda cond=condition, a=alpha: _hooks(run, natural, cond, a, d2))
-    run.write_refusal_metrics([(d, cond) for cond, _, _ in conditions for d in ("harmful", "harmless")])
-    table = pd.DataFrame([
-        dict(alpha=alpha, harmful_refusal=run.refusal_rate("harmful", cond),
-             harmless_refusal=run.refusal_rate("harmless", cond), label=label)
-        for cond, label, alpha in conditions
-    ])
-    art.write_csv(run.folder.path("sweep.csv"), table)
-    run.save_figures({"alpha_sweep": plots.alpha_sweep_plot(table)})
-    run.write_report(_report(run, table, natural))
+        def write_sweep(ctx: StepContext) -> None:
+            write_csv(ctx.path(SWEEP), sweep_table(ctx.run, sweep))
+
+        ctx.run_steps([*(completions_step(c) for c in sets), judges_step(sets), metrics_step(sets),
+                       Step("sweep", write_sweep),
+                       figures_step(_figures)])
+        table = read_csv(ctx.path(SWEEP))
+        write_report(ctx, _report(ctx.run, config, table, natural))
+        write_explorer(ctx.folder.root, log=log)
     return table
 
 
-def _hooks(run: ExperimentRun, natural: bool, condition: str, alpha: float, d2) -> Hooks:
-    if condition == "original":
-        return []
-    hooks = weakening_hooks(run, natural)
-    if condition.startswith("weak_add_"):
-        hooks += steering_hooks(d2, run.config.steering, "addition", run.get_model().n_layers, alpha=alpha)
-    return hooks
+def _figures(run: Run) -> dict:
+    subtitle, table = run_provenance(run), read_csv(run.root / SWEEP)
+    return {"alpha_sweep": plots.alpha_sweep_plot(table, subtitle=subtitle),
+            "effects": plots.effects_plot(sweep_effects(table, run), subtitle=subtitle)}
 
 
-def _pick_line(run: ExperimentRun, stage: str, what: str) -> str:
-    s = run.selection_summary(stage)
-    ev = art.read_json(run.folder.path(stage, "eval_layers.json"))["eval_layers"]
+def _pick_line(run: Run, stage: str, what: str) -> str:
+    sub = run.subrun(stage)
+    s, ev = sub.selection_summary(), sub.eval_layers()
     if "error" in s:
         return f"- {what}: filters leave nothing ({s['error']}); L_low = {ev}."
     return f"- {what}: position {s['position']}, layer {s['layer']}; L_low (second half) = {ev}."
 
 
-def _report(run: ExperimentRun, table: pd.DataFrame, natural: bool) -> list[str]:
+def _report(run: Run, config: RunConfig, table: pd.DataFrame, natural: bool) -> list[str]:
     mode = "natural (no stage 1)" if natural else "simulated (M′ = M + ablation of r₁)"
-    lines = [f"# Weakly aligned model, {mode}: {run.config.model}", "", f"- {run.describe_sizes()}."]
+    lines = [f"# Weakly aligned model, {mode}: {config.model}", "", f"- {describe_sizes(config)}."]
     if not natural:
         lines.append(_pick_line(run, "stage1", "Stage 1 (M) direction r₁"))
     lines.append(_pick_line(run, "stage2", "Stage 2 direction r₂" + ("" if natural else " (found inside M′)")))
-    d1, d2 = (None if natural else run.direction("stage1")), run.direction("stage2")
+    d1 = None if natural else run.subrun("stage1").direction()
+    d2 = run.subrun("stage2").direction()
     if d1 is not None and d2 is not None:
         cos = float(torch.nn.functional.cosine_similarity(d1.vector, d2.vector, dim=0))
-        r2_at_1 = run.candidates("stage2", "candidates.safetensors").direction(d1.position, d1.layer).vector
+        stage2 = run.subrun("stage2").candidates()
+        # Read the raw candidate: M′ ablated r₁ there, so it is (near) zero by design.
+        r2_at_1 = stage2.r[stage2.positions.index(d1.position), d1.layer]
         lines.append(f"- cos(r₁, r₂) = {cos:.3f}. M′'s hooks were active in stage 2: the stage-2 candidate "
                      f"at r₁'s (position, layer) has r̂₁-component {float(r2_at_1 @ d1.unit):.2e} (r₁'s own: "
                      f"{float(d1.vector.norm()):.3f}).")
+    shown = table.assign(alpha=table.alpha.map("{:g}".format))
+    for dataset in ("harmful", "harmless"):
+        shown[f"{dataset} refusal"] = [
+            f"{rate:.2f} ({count}/{n}, 95% CI {low:.2f}–{high:.2f})" for rate, count, n, low, high in zip(
+                table[f"{dataset}_refusal"], table[f"{dataset}_count"], table[f"n_{dataset}"],
+                table[f"{dataset}_ci_low"], table[f"{dataset}_ci_high"])]
     lines += ["", "Rows with α = 0 are the unsteered models; the others add r₂ with strength α.", "",
-              *markdown_table(table.assign(alpha=table.alpha.map("{:g}".format))), ""]
+              *markdown_table(shown[["alpha", "label", "harmful refusal", "harmless refusal"]]), "",
+              *effects_table(sweep_effects(table, run), "the unsteered model of each comparison"), ""]
     if not natural:
-        m, weak = table.harmful_refusal.iat[0], table.harmful_refusal.iat[1]
-        verdict = "weakened" if weak < m else "did NOT weaken"
-        lines.append(f"Ablating r₁ {verdict} the model on these prompts: harmful refusal {m:.0%} (M) → "
-                     f"{weak:.0%} (M′).")
+        effect = sweep_effects(table, run)[0]
+        lines.append(f"Ablating r₁ (M → M′), harmful refusal {effect['baseline_rate']:.0%} → {effect['rate']:.0%} "
+                     f"(p = {effect['p_value']:.3g}): {verdict_text(effect)}.")
     else:
         base = table.iloc[0]
         lines.append(

@@ -1,4 +1,4 @@
-"""COSMIC selection: pick the direction and layer from activations alone (COSMIC_SPEC §4).
+"""COSMIC selection: pick the direction and layer from activations alone (docs/method.md §3, §4).
 
 A candidate scores well when ablating it makes harmful prompts' read-outs look harmless (``s_abl``)
 and adding it makes harmless prompts look harmful (``s_add``); ``score = s_abl + s_add``. The KL
@@ -7,6 +7,9 @@ filter and layer pruning of Arditi et al. are kept, plus the authors' position -
 
 from __future__ import annotations
 
+import operator
+import warnings
+from collections.abc import Iterable
 from typing import Callable, Sequence
 
 import pandas as pd
@@ -16,18 +19,28 @@ from cosmic_tl.directions import Candidates
 from cosmic_tl.models import ChatModel
 from cosmic_tl.selection.result import Selection, is_nan, is_zero_direction, rank_and_pick
 from cosmic_tl.selection.scoring import CandidateScorer, ScoringPlan, hooks_while_scoring
+from cosmic_tl.similarity import LayerSimilarity
 
 KL_THRESHOLD = 0.1
 PRUNE_FRACTION = 0.2
 
 
+class NoEffectiveCandidateWarning(UserWarning):
+    """Every kept candidate leaves the read-outs at L_low exactly as they are (the no-op score)."""
+
+
 def late_layer_cutoff(n_layers: int, prune_fraction: float) -> int:
-    """Candidates at layers ``>= int(n_layers * (1 - prune_fraction))`` are pruned."""
+    """Candidates at layers ``>= int(n_layers * (1 - prune_fraction))`` are pruned.
+
+    Examples:
+        >>> late_layer_cutoff(24, 0.2)
+        19
+    """
     return int(n_layers * (1 - prune_fraction))
 
 
 def median_rule_max_layer(table: pd.DataFrame) -> int | None:
-    """The deepest layer position -1 may use (COSMIC_SPEC §4.4e), or None without other positions.
+    """The deepest layer position -1 may use (docs/method.md §4), or None without other positions.
 
     For every position except -1, take the layer of the highest ``s_abl`` (NaN counts as -inf,
     first maximum on ties); ``m_A`` is the lower median of those layers. ``m_S`` is the same from
@@ -48,7 +61,13 @@ def median_rule_max_layer(table: pd.DataFrame) -> int | None:
 def cosmic_filter_reasons(
     table: pd.DataFrame, n_layers: int, *, kl_threshold: float = KL_THRESHOLD, prune_fraction: float = PRUNE_FRACTION
 ) -> list[str]:
-    """Why each candidate is dropped ("" when kept), in the order the rules are checked."""
+    """Why each candidate is dropped ("" when kept), in the order the rules are checked
+    (docs/method.md §4): late layer, zero direction, NaN, KL, the position -1 median rule.
+
+    Examples:
+        >>> cosmic_filter_reasons(sel.table, model.n_layers)[:2]  # doctest: +SKIP
+        ['zero direction', '']
+    """
     cutoff = late_layer_cutoff(n_layers, prune_fraction)
     max_last = median_rule_max_layer(table)
     zero = is_zero_direction(table)
@@ -69,12 +88,50 @@ def cosmic_filter_reasons(
     return reasons
 
 
+def _eval_layer_list(eval_layers, n_layers: int) -> list[int]:
+    """L_low as a list of read-out indices; a :class:`LayerSimilarity` gives its ``eval_layers``."""
+    if isinstance(eval_layers, LayerSimilarity):
+        eval_layers = eval_layers.eval_layers
+    if isinstance(eval_layers, (str, bytes)) or not isinstance(eval_layers, Iterable):
+        raise TypeError(
+            "eval_layers must be a list of read-out indices or the LayerSimilarity that evaluation_layers "
+            f"returns, got {type(eval_layers).__name__}."
+        )
+    given = list(eval_layers)
+    try:
+        layers = [operator.index(j) for j in given if not isinstance(j, bool)]
+    except TypeError:
+        raise TypeError(f"eval_layers must hold integers, got {given!r}.") from None
+    if len(layers) != len(given) or not layers:
+        raise ValueError(f"eval_layers must be a non-empty list of integers, got {given!r}.")
+    bad = [j for j in layers if not 0 <= j < n_layers]
+    if bad:
+        raise ValueError(f"eval_layers {bad} are outside 0..{n_layers - 1} (read-out indices of this model).")
+    return layers
+
+
+def _warn_if_nothing_acts(table: pd.DataFrame, noop: dict, eval_layers: list[int]) -> bool:
+    """Every kept candidate scoring exactly as no intervention would: the pick is only the first row
+    of a tie. Warned (not raised) so smoke runs on tiny models still finish; returns whether it did."""
+    kept = table[table.kept]
+    if not ((kept.s_abl == noop["s_abl"]) & (kept.s_add == noop["s_add"])).all():
+        return False
+    warnings.warn(
+        f"Every kept candidate ({len(kept)}) leaves the read-outs at L_low = {eval_layers} unchanged "
+        "(they all get the no-op score), so the pick is only the first row of a tie and means nothing: "
+        "the evaluation layers lie below every candidate layer that can change them. Use lower "
+        "evaluation layers or score lower candidate layers (layers=...).",
+        NoEffectiveCandidateWarning, stacklevel=3,
+    )
+    return True
+
+
 def select_cosmic(
     model: ChatModel,
     candidates: Candidates,
     harmful_val: Sequence[str],
     harmless_val: Sequence[str],
-    eval_layers: Sequence[int],
+    eval_layers: Sequence[int] | LayerSimilarity,
     *,
     steering: str = "ace",
     batch_size: int = 32,
@@ -92,13 +149,15 @@ def select_cosmic(
         model: The chat model the candidates came from.
         candidates: Difference-in-means directions and harmless means per (position, layer).
         harmful_val, harmless_val: Validation instructions.
-        eval_layers: L_low read-out indices (see :func:`cosmic_tl.similarity.evaluation_layers`).
-        steering: ``"ace"`` (affine, single layer) or ``"lce"`` (all-layer ablation, +r addition).
+        eval_layers: L_low read-out indices, or the :class:`~cosmic_tl.similarity.LayerSimilarity`
+            that :func:`~cosmic_tl.similarity.evaluation_layers` returns.
+        steering: A steering rule (:mod:`cosmic_tl.steering`): ``"ace"`` (affine, single layer) or
+            ``"lce"`` (all-layer ablation, +r addition).
         batch_size: Prompts per forward pass.
         kl_threshold: Candidates whose ablation moves harmless next-token distributions more than
             this are dropped.
         prune_fraction: The last fraction of layers is never chosen.
-        parity_inplace: Reproduce the authors' in-place LCE read-out (COSMIC_SPEC §10).
+        parity_inplace: Reproduce the authors' in-place LCE read-out (docs/method.md §8).
         progress: Show progress bars.
         scorer: A scorer built earlier on the same validation sets (reused, e.g. for agreement).
         layers: Only consider candidates at these layers (default: all; quick runs use a stride).
@@ -108,7 +167,21 @@ def select_cosmic(
     Returns:
         The :class:`Selection`, with every candidate's ``s_abl``, ``s_add``, ``kl``, ``score``
         and the reason it was dropped.
+
+    Raises:
+        NoCandidateLeftError: every candidate was filtered out.
+
+    Warns:
+        NoEffectiveCandidateWarning: every kept candidate gets the no-op score (the pick is a tie);
+            the selection's ``baselines["no_effective_candidate"]`` is then True.
+
+    Examples:
+        >>> layers = evaluation_layers(model, data.harmful_train, data.harmless_train)  # doctest: +SKIP
+        >>> sel = select_cosmic(model, cands, data.harmful_val, data.harmless_val, layers)  # doctest: +SKIP
+        >>> sel.position, sel.layer, sel.summary()["n_kept"]  # doctest: +SKIP
+        (-2, 16, 21)
     """
+    eval_layers = _eval_layer_list(eval_layers, model.n_layers)
     cutoff = late_layer_cutoff(model.n_layers, prune_fraction)
     plan = ScoringPlan(
         pruned=lambda pos, layer: layer >= cutoff,
@@ -123,6 +196,7 @@ def select_cosmic(
     table["score"] = table.s_abl + table.s_add
     reasons = cosmic_filter_reasons(table, model.n_layers, kl_threshold=kl_threshold, prune_fraction=prune_fraction)
     table = rank_and_pick(table, reasons)
+    no_effect = _warn_if_nothing_acts(table, scorer.noop, eval_layers)
     pick = table[table.chosen].iloc[0]
     direction = candidates.direction(
         int(pick.position), int(pick.layer), method="cosmic", steering=scorer.steering,
@@ -134,5 +208,5 @@ def select_cosmic(
         table=table,
         direction=direction,
         eval_layers=list(eval_layers),
-        baselines={"cos_b_pos_b_neg": scorer.noop["s_abl"]},
+        baselines={"cos_b_pos_b_neg": scorer.noop["s_abl"], **({"no_effective_candidate": True} if no_effect else {})},
     )

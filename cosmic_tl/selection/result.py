@@ -20,8 +20,9 @@ class Selection:
     """A chosen direction with the table of every candidate it was chosen from.
 
     Attributes:
-        method: ``"cosmic"``, ``"substring-cosmic-repo"`` or ``"substring-arditi"``.
-        steering: ``"ace"`` or ``"lce"`` (the interventions used to score candidates).
+        method: ``"cosmic"``, or the refusal-token baseline's ``"substring-cosmic-repo"`` /
+            ``"substring-arditi"`` (the label earlier artifacts carry).
+        steering: The steering rule whose interventions scored the candidates (``"ace"``, ``"lce"``).
         table: One row per (position, layer): the scores, ``score``, ``kept``, ``reason`` (why it
             was dropped, "" if kept) and ``chosen``.
         direction: The chosen direction (vector, ACE reference, position, layer, metadata).
@@ -65,7 +66,7 @@ def rank_and_pick(table: pd.DataFrame, reasons: Sequence[str]) -> pd.DataFrame:
     """Mark kept candidates and pick the best ``score``.
 
     Ties go to the first row in table order (positions from -n_pos upward, then layers ascending),
-    as with the authors' stable ``sorted(..., reverse=True)`` (COSMIC_SPEC §4.5).
+    as with the authors' stable ``sorted(..., reverse=True)`` (docs/method.md §4).
 
     Raises:
         NoCandidateLeftError: if every candidate was filtered out.

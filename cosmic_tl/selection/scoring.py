@@ -1,19 +1,20 @@
 """Score every candidate direction under ablation and addition on the validation prompts.
 
 One engine serves both selections. For each candidate ``(position, layer)`` it runs up to three
-passes (COSMIC_SPEC §4.3, §5):
+passes (docs/method.md §3, §5):
 
-- harmful val under the ablation → COSMIC's ``s_abl`` and the baseline's ``abl_refusal``;
-- harmless val under the addition → ``s_add`` and ``add_refusal``;
-- harmless val under the ablation → ``kl`` (last position, against the unintervened model).
+- positive (harmful) val under the ablation → COSMIC's ``s_abl`` and the baseline's ``abl_refusal``;
+- negative (harmless) val under the addition → ``s_add`` and ``add_refusal``;
+- negative val under the ablation → ``kl`` (last position, against the unintervened model).
 
-Work that cannot change a result is skipped: candidates at pruned layers get no KL pass (they are
-dropped whatever it says); a single-layer intervention below every read-out leaves the read-outs
-unchanged (its score is the no-op score, computed once), and so does an exactly zero direction
-(whose KL is then 0); read-out-only passes stop once the deepest read-out has fired; and a
-single-layer intervention at block ``l`` (ACE, LCE addition) starts its passes at block ``l`` from
-the unintervened residual stream there (candidates are scored layer by layer, each layer's
-residual advanced from the previous layer's, one layer held at a time).
+The interventions and what may be assumed about them come from the steering rule
+(:mod:`cosmic_tl.steering`). Work that cannot change a result is skipped: candidates at pruned
+layers get no KL pass (they are dropped whatever it says); an action acting at one block leaves
+every read-out below its reach unchanged (its score is the no-op score, computed once), and so
+does an exactly zero direction (whose KL is then 0); read-out-only passes stop once the deepest
+read-out has fired; and an action acting at one block ``l`` starts its passes at block ``l`` from
+the unintervened residual stream there (candidates are scored layer by layer, each layer's residual
+advanced from the previous layer's, one layer held at a time).
 """
 
 from __future__ import annotations
@@ -25,41 +26,35 @@ from typing import Callable, Iterator, Sequence
 
 import pandas as pd
 import torch
-from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from cosmic_tl.activations import (
-    ResidualStart,
-    batches,
-    last_token_readouts,
-    residual_start,
-    supports_layer_start,
-)
+from cosmic_tl.activations import last_token_readouts, residual_start, supports_layer_start
 from cosmic_tl.directions import Candidates
-from cosmic_tl.hooks import ace_ablation_hooks, ace_addition_hooks, lce_ablation_hooks, lce_addition_hooks
-from cosmic_tl.metrics import kl_divergence, refusal_score
 from cosmic_tl.models import ChatModel
 from cosmic_tl.prompts import TokenizedPrompts
+from cosmic_tl.scores import NonFiniteError, check_finite, cosine_score, kl_divergence, refusal_score, unit
+from cosmic_tl.selection.validation import ValidationSet
+from cosmic_tl.steering import steering_names, steering_rule
 
 logger = logging.getLogger(__name__)
 
-STEERING_MODES = ("ace", "lce")
 COSMIC_SCORES = ("s_abl", "s_add", "kl")
-SUBSTRING_SCORES = ("abl_refusal", "add_refusal", "kl")
+REFUSAL_TOKEN_SCORES = ("abl_refusal", "add_refusal", "kl")
+SUBSTRING_SCORES = REFUSAL_TOKEN_SCORES  # the former name
+SCORE_SETS = ("cosmic", "refusal-token")
+_SCORE_SET_ALIASES = {"substring": "refusal-token"}  # the former name of the refusal-token scores
+
+
+def __getattr__(name: str):
+    if name == "STEERING_MODES":  # the former constant: the rule table's names, read when asked
+        return steering_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def intervention_hooks(steering: str, action: str, r: Tensor, mu: Tensor, layer: int, n_layers: int, alpha: float = 1.0):
-    """The hooks that ablate or add candidate ``r`` (COSMIC_SPEC §6.3)."""
-    if steering == "ace":
-        if action == "ablation":
-            return ace_ablation_hooks(r, mu, layer)
-        return ace_addition_hooks(r, mu, layer, alpha=alpha)
-    if steering == "lce":
-        if action == "ablation":
-            return lce_ablation_hooks(r, n_layers)
-        return lce_addition_hooks(r, layer, alpha=alpha)
-    raise ValueError(f"Unknown steering mode {steering!r}; expected one of {STEERING_MODES}.")
+    """The hooks that ablate or add candidate ``r`` under rule ``steering`` (docs/method.md §6)."""
+    return steering_rule(steering).hooks(action, r, mu, layer, n_layers, alpha)
 
 
 @contextmanager
@@ -75,8 +70,15 @@ def hooks_while_scoring(model: ChatModel, fwd_hooks, scorer: "CandidateScorer | 
         yield
 
 
-def _unit(v: Tensor) -> Tensor:
-    return v / (v.norm() + 1e-8)
+def normalise_score_sets(want: Sequence[str]) -> set[str]:
+    """``want`` with former names mapped to today's (``"substring"`` → ``"refusal-token"``)."""
+    if isinstance(want, str):
+        want = (want,)
+    out = {_SCORE_SET_ALIASES.get(w, w) for w in want}
+    unknown = sorted(out - set(SCORE_SETS))
+    if unknown or not out:
+        raise ValueError(f"want must name scores among {SCORE_SETS}, got {list(want)!r}.")
+    return out
 
 
 @dataclass
@@ -94,44 +96,27 @@ class ScoringPlan:
     readout_positions: Sequence[int] = field(default_factory=list)
 
 
-class ValidationSet:
-    """One validation set: its batches, their unintervened read-outs, and the residual streams
-    held for starting passes at one block (advanced layer by layer, one layer held at a time)."""
-
-    def __init__(self, model: ChatModel, instructions: Sequence[str], batch_size: int):
-        self.model = model
-        self.batches = list(batches(model, instructions, batch_size))
-        self.readouts0: list[Tensor | None] = [None] * len(self.batches)
-        self.starts: list[ResidualStart] | None = None
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def starts_at(self, layer: int) -> list[ResidualStart]:
-        """Every batch's unintervened residual entering block ``layer``."""
-        if self.starts is None or self.starts[0].layer != layer:
-            after = self.starts if self.starts is not None and self.starts[0].layer < layer else [None] * len(self)
-            self.starts = [residual_start(self.model, b, layer, after=a) for b, a in zip(self.batches, after)]
-        return self.starts
-
-
 class CandidateScorer:
-    """Runs the scoring passes for one model, validation set, evaluation layers and steering mode.
+    """Runs the scoring passes for one model, validation set, evaluation layers and steering rule.
 
     Args:
         model: The chat model.
-        harmful_val, harmless_val: Validation instructions.
+        harmful_val, harmless_val: Positive and negative validation instructions.
         eval_layers: L_low read-out indices.
-        steering: ``"ace"`` or ``"lce"``.
+        steering: A rule of :data:`cosmic_tl.steering.STEERING_RULES` (``"ace"`` or ``"lce"``).
         batch_size: Prompts per forward pass.
-        parity_inplace: Read LCE read-outs after the intervention, as the authors' in-place hooks do.
-        want: Which scores to compute: any of ``"cosmic"`` and ``"substring"``.
+        parity_inplace: For rules whose authors' hooks edit in place (LCE), read the read-outs
+            after the intervention, as those hooks do (docs/method.md §8).
+        want: Which scores to compute: any of ``"cosmic"`` and ``"refusal-token"`` (formerly
+            ``"substring"``, still accepted).
         progress: Show a progress bar over candidates.
-        layer_start: Start single-layer interventions' passes at their block where the
-            architecture supports it (same results, less work); False always runs full passes.
+        layer_start: Start one-layer actions' passes at their block where the architecture
+            supports it (same results, less work); False always runs full passes.
+
+    Examples:
+        >>> scorer = CandidateScorer(model, harmful_val, harmless_val, [19, 23], steering="ace")  # doctest: +SKIP
+        >>> scorer.score(cands.r[-1, 10], cands.mu_harmless[-1, 10], 10, kl=True)  # doctest: +SKIP
+        {'s_abl': 0.97..., 's_add': 0.95..., 'kl': 0.02...}
     """
 
     def __init__(
@@ -148,19 +133,24 @@ class CandidateScorer:
         progress: bool = True,
         layer_start: bool = True,
     ):
-        if steering not in STEERING_MODES:
-            raise ValueError(f"Unknown steering mode {steering!r}; expected one of {STEERING_MODES}.")
+        self.rule = steering_rule(steering)
         if not harmful_val or not harmless_val:
             raise ValueError("Selection needs non-empty harmful and harmless validation sets.")
         self.model, self.steering, self.progress = model, steering, progress
         self.eval_layers = list(eval_layers)
-        self.after = parity_inplace and steering == "lce"
-        self.want = set(want)
+        if not self.eval_layers:
+            raise ValueError("eval_layers is empty; pass at least one read-out index (L_low).")
+        self.after = parity_inplace and self.rule.edits_in_place
+        self.want = normalise_score_sets(want)
         self.harmful = ValidationSet(model, harmful_val, batch_size)
         self.harmless = ValidationSet(model, harmless_val, batch_size)
         self.n_harmful, self.n_harmless = len(harmful_val), len(harmless_val)
         self._baselines()
         self.layer_start = layer_start and self._layer_start_matches_full_pass()
+
+    @property
+    def refusal_tokens(self) -> bool:
+        return "refusal-token" in self.want
 
     def _readouts(self, vset: ValidationSet, hooks, *, logits: bool, start_layer: int | None = None):
         """Per-batch read-outs and last-position logits; passes start at ``start_layer`` if given."""
@@ -184,19 +174,19 @@ class CandidateScorer:
         total = torch.zeros(self.model.d_model, dtype=torch.float32, device=self.model.device)
         for h in hs:
             total += h.sum(dim=(0, 1))
-        return total / (sum(len(b) for b in vset) * len(self.eval_layers))
+        return total / (vset.n_prompts * len(self.eval_layers))
 
     def _baselines(self) -> None:
-        need_logits = {"harmful": "substring" in self.want, "harmless": True}
+        need_logits = {"harmful": self.refusal_tokens, "harmless": True}
         pooled, logits0 = {}, {}
         for name, vset in (("harmful", self.harmful), ("harmless", self.harmless)):
             hs, lgs = self._readouts(vset, [], logits=need_logits[name])
             # Each batch's unintervened read-outs stand in for those a started pass skips.
             vset.readouts0 = list(hs)
-            pooled[name] = self._pool(vset, hs)
-            logits0[name] = torch.cat(lgs) if need_logits[name] else None
+            pooled[name] = check_finite(f"unintervened {name} read-outs", self._pool(vset, hs))
+            logits0[name] = check_finite(f"unintervened {name} logits", torch.cat(lgs)) if need_logits[name] else None
         self.harmful_logits0, self.harmless_logits0 = logits0["harmful"], logits0["harmless"]
-        self.b_pos, self.b_neg = _unit(pooled["harmful"]), _unit(pooled["harmless"])
+        self.b_pos, self.b_neg = unit(pooled["harmful"]), unit(pooled["harmless"])
         self.noop = {"s_abl": float(self.b_pos @ self.b_neg), "s_add": float(self.b_neg @ self.b_pos)}
 
     def _layer_start_matches_full_pass(self) -> bool:
@@ -224,20 +214,17 @@ class CandidateScorer:
         return False
 
     def _start_layer(self, layer: int, action: str) -> int | None:
-        """Where passes of this intervention may start: its block, unless it spans every layer."""
-        single_layer = self.steering == "ace" or action == "addition"
-        return layer if self.layer_start and single_layer else None
+        """Where passes of this action may start: the rule's start block, if started passes are on."""
+        return self.rule.start_block(action, layer) if self.layer_start else None
 
     def _affects_readouts(self, layer: int, action: str) -> bool:
-        if self.steering == "lce" and action == "ablation":
-            return True  # every layer
-        reach = layer - 1 if self.after else layer
-        return reach <= max(self.eval_layers)
+        lowest = self.rule.lowest_affected_readout(action, layer, readout_after_intervention=self.after)
+        return lowest <= max(self.eval_layers)
 
     def _noop_scores(self, kl: bool) -> dict:
         """The scores of an intervention that changes nothing: the unintervened ones."""
         out = dict(self.noop) if "cosmic" in self.want else {}
-        if "substring" in self.want:
+        if self.refusal_tokens:
             base = self.baseline_refusal()
             out.update(abl_refusal=base["harmful"], add_refusal=base["harmless"])
         if kl:
@@ -245,16 +232,26 @@ class CandidateScorer:
         return out
 
     def score(self, r: Tensor, mu: Tensor, layer: int, *, kl: bool, readouts: bool = True) -> dict:
-        """Scores of one candidate direction at one layer."""
+        """Scores of one candidate direction at one layer.
+
+        Raises:
+            NonFiniteError: a pass under the candidate's hooks gave NaN or Inf, naming the candidate.
+        """
+        try:
+            return self._score(r, mu, layer, kl=kl, readouts=readouts)
+        except NonFiniteError as e:
+            raise NonFiniteError(f"Scoring the candidate at layer {layer} ({self.steering}): {e}") from None
+
+    def _score(self, r: Tensor, mu: Tensor, layer: int, *, kl: bool, readouts: bool) -> dict:
         if not bool(r.any()):
             # r = 0 exactly (e.g. template tokens at the embedding, the same in every prompt):
             # r̂ = r / (‖r‖ + eps) = 0 and every hook returns its input unchanged, bit for bit.
             return self._noop_scores(kl)
         out: dict[str, float] = {}
         n_layers = self.model.n_layers
-        abl = intervention_hooks(self.steering, "ablation", r, mu, layer, n_layers)
-        add = intervention_hooks(self.steering, "addition", r, mu, layer, n_layers)
-        sub = "substring" in self.want
+        abl = self.rule.hooks("ablation", r, mu, layer, n_layers)
+        add = self.rule.hooks("addition", r, mu, layer, n_layers)
+        sub = self.refusal_tokens
         if readouts or sub:
             for action, hooks, batches_, key, ref, refusal_key in (
                 ("ablation", abl, self.harmful, "s_abl", self.b_neg, "abl_refusal"),
@@ -265,7 +262,7 @@ class CandidateScorer:
                     continue
                 a, lg = self._pass(batches_, hooks, logits=sub, start_layer=self._start_layer(layer, action))
                 if "cosmic" in self.want:
-                    out[key] = float(_unit(a) @ ref)
+                    out[key] = cosine_score(a, ref)
                 if sub:
                     out[refusal_key] = float(refusal_score(lg, self.model.refusal_token_ids).mean())
         if kl:
@@ -303,14 +300,13 @@ class CandidateScorer:
         cols = ["position", "layer", "r_norm"]
         if "cosmic" in self.want:
             cols += ["s_abl", "s_add"]
-        if "substring" in self.want:
+        if self.refusal_tokens:
             cols += ["abl_refusal", "add_refusal"]
         return pd.DataFrame(rows).reindex(columns=cols + ["kl"])
 
     def baseline_refusal(self) -> dict:
-        """Mean refusal scores without intervention (needs ``"substring"`` in ``want``)."""
+        """Mean refusal scores without intervention (needs ``"refusal-token"`` in ``want``)."""
         return {
             "harmful": float(refusal_score(self.harmful_logits0, self.model.refusal_token_ids).mean()),
             "harmless": float(refusal_score(self.harmless_logits0, self.model.refusal_token_ids).mean()),
         }
-

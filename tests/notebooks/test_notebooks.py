@@ -5,7 +5,8 @@ Every ``notebooks/NN_name.py`` (jupytext py:percent, the reviewed source) must b
 bottom in a fresh kernel with ``COSMIC_TL_NOTEBOOK_SIZE=ci`` (tiny sizes, the default model); any
 cell error fails the test. The notebooks run in file order and share one temporary output folder
 (``COSMIC_TL_NOTEBOOK_OUT``), so later notebooks reuse the run folders of earlier ones, as they do
-for a user; each still runs on its own.
+for a user; each still runs on its own. Figures go to a temporary folder too
+(``COSMIC_TL_NOTEBOOK_FIGURES``), never to the repository's ``figures/``.
 """
 
 from __future__ import annotations
@@ -71,16 +72,18 @@ def test_ipynb_is_committed_without_outputs(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_structure(path):
-    """A claim first, one parameter cell reading the size switch, observations computed last."""
+    """A claim first, one parameter cell taking the shared settings, observations computed last."""
     cells = nbformat.read(path, as_version=4).cells
     assert cells[0].cell_type == "markdown" and cells[0].source.startswith("# "), "first cell: the paper's claim"
     parameters = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
     assert len(parameters) == 1, "exactly one cell tagged 'parameters'"
-    assert "COSMIC_TL_NOTEBOOK_SIZE" in parameters[0].source
+    assert "COSMIC_TL_NOTEBOOK_SIZE" in parameters[0].source, "the parameter cell says how to choose the sizes"
+    assert "NB = notebook_settings()" in parameters[0].source, "sizes and folders come from cosmic_tl.runs.notebook"
     assert cells[-2].cell_type == "markdown" and "What we observed" in cells[-2].source
     assert cells[-1].cell_type == "code" and "print(" in cells[-1].source
     code = "\n".join(c.source for c in cells if c.cell_type == "code")
     assert "notebook_connected" not in code, "plotly must render offline"
+    assert "fingerprint()[:8]" not in code, "run folders are found by NB.pipeline / NB.experiment, not by hand"
 
 
 @pytest.fixture(scope="session")
@@ -98,6 +101,7 @@ def notebook_out(tmp_path_factory) -> Path:
 def test_notebook_executes_in_ci_sizes(path, notebook_out, monkeypatch):
     monkeypatch.setenv("COSMIC_TL_NOTEBOOK_SIZE", "ci")
     monkeypatch.setenv("COSMIC_TL_NOTEBOOK_OUT", str(notebook_out))
+    monkeypatch.setenv("COSMIC_TL_NOTEBOOK_FIGURES", str(notebook_out / "figures"))
     monkeypatch.setenv("TQDM_DISABLE", "1")
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",

@@ -81,8 +81,12 @@ def test_folders_that_are_not_models(tmp_path, tiny_model_dir):
 
     bad_config = shutil.copytree(tiny_model_dir, tmp_path / "bad_config")
     (bad_config / "config.json").write_text("{not json")
-    with pytest.raises(ModelNotFoundError, match=r"Could not load .*bad_config.*not a valid JSON"):
-        load_model(str(bad_config), device="cpu")
+    for entry in (check_model_source, load_model):
+        with pytest.raises(ModelNotFoundError, match=r"bad_config/config\.json is not valid JSON .*damaged.*save_pretrained"):
+            entry(str(bad_config))
+    (bad_config / "config.json").write_text("[1, 2]")
+    with pytest.raises(ModelNotFoundError, match=r"config\.json has no 'model_type'"):
+        check_model_source(str(bad_config))
 
 
 def _write_gguf(path):
@@ -173,16 +177,48 @@ def test_few_layers_warn_but_load(tmp_path, caplog):
 
 
 def test_instructions_must_be_strings(tiny_model):
-    with pytest.raises(TypeError, match=r"instruction 1 must be a str, got int: 7"):
+    with pytest.raises(TypeError, match=r"instruction 1 must be a str or a Prompt, got int: 7"):
         tiny_model.tokenize(["fine", 7])
-    with pytest.raises(TypeError, match=r"instruction 0 must be a str, got NoneType"):
+    with pytest.raises(TypeError, match=r"instruction 0 must be a str or a Prompt, got NoneType"):
         mean_resid_pre(tiny_model, [None], progress=False)
     with pytest.raises(TypeError, match=r"not a single string"):
         candidate_directions(tiny_model, "one prompt", ["another"], progress=False)
-    with pytest.raises(TypeError, match=r"instruction 1 must be a str, got dict"):
+    with pytest.raises(TypeError, match=r"instruction 1 must be a str or a Prompt, got dict"):
         generate_completions(tiny_model, ["ok", {"instruction": "x"}], progress=False)
     with pytest.raises(ValueError, match="empty prompt set"):
         mean_resid_pre(tiny_model, [], progress=False)
+
+
+def test_instruction_lists_and_blank_instructions(tiny_model):
+    from cosmic_tl.data import Prompt
+
+    with pytest.raises(ValueError, match=r"instruction 1 is empty or invisible \(only whitespace or zero-width"):
+        tiny_model.tokenize(["fine", "\u200b\u200b"])
+    with pytest.raises(ValueError, match="instruction 0 is empty or invisible"):
+        mean_resid_pre(tiny_model, [" \ufeff "], progress=False)
+    with pytest.raises(TypeError, match="must be a list of strings or Prompt objects, got generator"):
+        tiny_model.tokenize(x for x in ["a"])
+    with pytest.raises(TypeError, match="not a single string"):
+        tiny_model.tokenize(b"bytes")
+    assert torch.equal(tiny_model.tokenize(("a", Prompt("b"))).input_ids, tiny_model.tokenize(["a", "b"]).input_ids)
+
+
+def test_damaged_model_cache_is_not_trusted(tmp_path, monkeypatch, caplog, no_shipped_packages):
+    """A cached dequantized folder whose config.json is cut is rebuilt, never loaded: without the
+    packages to rebuild it from, the error is the missing package, not a JSON traceback."""
+    name = shipped.DEFAULT_MODEL
+    cached = shipped.cache_root() / "hf" / name
+    cached.mkdir(parents=True)
+    (cached / "model.safetensors").write_bytes(b"weights")
+    (cached / "tokenizer.json").write_text("{}")
+    (cached / "config.json").write_text('{"model_type": "qw')
+    with caplog.at_level(logging.WARNING, logger="cosmic_tl"):
+        assert not shipped.cache_is_whole(cached)
+    assert any("is damaged (config.json is unreadable" in r.getMessage() for r in caplog.records)
+    with pytest.raises(shipped.MissingModelPackageError, match="not installed"):
+        check_model_source(name)
+    (cached / "config.json").write_text('{"model_type": "qwen2"}')
+    assert shipped.cache_is_whole(cached)
 
 
 def test_duplicate_prompts_warn_and_still_run(tmp_path, tiny_model):
@@ -329,55 +365,73 @@ def _snapshot(out):
     return {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize(
-    "kind, message",
-    [
-        ("width", r"does not fit model .*: d_model 32 \(direction\) vs 64 \(model\)"),
-        ("depth", r"does not fit model .*: n_layers 24 \(direction\) vs 10 \(model\)"),
-    ],
-)
-def test_direction_from_another_model_is_refused(run_copy, tiny_model, kind, message):
+def _resume(config, out, model) -> list[str]:
+    """Resume the run into ``out`` and return its log lines."""
+    lines: list[str] = []
+    run_pipeline(config, out, model=model, progress=False, log=lines.append)
+    return lines
+
+
+def _damage_is_redone(run_copy, tiny_model, damage, redone_step, named_file):
+    """Damage a finished run's file: resuming names the file, redoes its step and restores it."""
     config, out = run_copy
+    before = _snapshot(out)
+    damage(out)
+    lines = _resume(config, out, tiny_model)
+    assert any(f"[{redone_step}] redoing" in line and named_file in line for line in lines), lines
+    after = _snapshot(out)
+    results = ("data", "directions", "selection", "completions", "judges", "metrics")  # not timings
+    for rel in before:
+        if rel.parts[0] in results:
+            assert after[rel] == before[rel], f"{rel} differs after the repair"
+
+
+@pytest.mark.parametrize("kind", ["width", "depth"])
+def test_direction_from_another_model_in_a_run_is_replaced(run_copy, tiny_model, kind):
     d_model, n_layers = (32, 10) if kind == "width" else (64, 24)
     other = Direction(torch.ones(d_model), torch.zeros(d_model), layer=3, position=-1,
                       meta={"model": "other-model", "d_model": d_model, "n_layers": n_layers})
-    other.save(out / "selection" / "direction")
-    before = (out / "completions" / "harmful_baseline.jsonl").read_bytes()
-    with pytest.raises(DirectionMismatchError, match=message):
-        _rerun_from(config, out, tiny_model, "completions_harmful_ablation")
-    assert (out / "completions" / "harmful_baseline.jsonl").read_bytes() == before
-    assert not (out / "steps" / "completions_harmful_ablation.json").exists()
+    _damage_is_redone(run_copy, tiny_model, lambda out: other.save(out / "selection" / "direction"),
+                      "selection", "selection/direction")
+    with pytest.raises(DirectionMismatchError, match=r"does not fit model .*: (d_model 32|n_layers 24)"):
+        other.check_compatible(tiny_model)  # the API refuses it where no step marker vouches
 
 
-def test_tampered_direction_and_metadata_in_a_run_are_refused(run_copy, tiny_model):
-    config, out = run_copy
-    tensor_file = out / "selection" / "direction.safetensors"
-    original = tensor_file.read_bytes()
-    tampered = bytearray(original)
-    tampered[-2] ^= 0x10
-    tensor_file.write_bytes(bytes(tampered))
-    with pytest.raises(DirectionFileError, match="does not match the sha256 .* the file was modified"):
-        _rerun_from(config, out, tiny_model, "completions_harmless_addition")
-    tensor_file.write_bytes(original[:-20])
-    with pytest.raises(DirectionFileError, match="truncated or corrupt"):
-        _rerun_from(config, out, tiny_model)  # the same step is still unfinished
-    tensor_file.write_bytes(original)
-    meta_file = out / "selection" / "direction.json"
-    record = json.loads(meta_file.read_text())
-    meta_file.write_text(json.dumps({**record, "layer": 10}))  # metadata that no longer matches
-    with pytest.raises(DirectionFileError, match=r"layer 10 is outside 0\.\.9"):
-        _rerun_from(config, out, tiny_model)
-    meta_file.write_text(json.dumps(record))
-    _rerun_from(config, out, tiny_model)  # repaired: the run finishes
+def _flip_a_bit(path):
+    data = bytearray(path.read_bytes())
+    data[-2] ^= 0x10
+    path.write_bytes(bytes(data))
 
 
-def test_truncated_candidates_in_a_run_are_refused(run_copy, tiny_model):
-    config, out = run_copy
-    path = out / "directions" / "candidates.safetensors"
-    path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(DirectionFileError, match="candidates.safetensors is not a readable safetensors file"):
-        _rerun_from(config, out, tiny_model, "selection")
-    assert not (out / "steps" / "selection.json").exists()
+def _edit_layer(path):
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "layer": 1}))
+
+
+@pytest.mark.parametrize(
+    "damage, named",
+    [(lambda out: _flip_a_bit(out / "selection" / "direction.safetensors"), "direction.safetensors"),
+     (lambda out: (out / "selection" / "direction.safetensors").write_bytes(b"cut"), "direction.safetensors"),
+     (lambda out: _edit_layer(out / "selection" / "direction.json"), "direction.json")],
+    ids=["tampered-tensor", "truncated-tensor", "edited-layer"],
+)
+def test_damaged_direction_in_a_run_is_redone(run_copy, tiny_model, damage, named):
+    _damage_is_redone(run_copy, tiny_model, damage, "selection", named)
+
+
+def test_edited_direction_is_refused_where_no_marker_vouches(run_copy):
+    _, out = run_copy
+    _edit_layer(out / "selection" / "direction.json")
+    with pytest.raises(DirectionFileError, match=r"direction\.json was edited since it was saved"):
+        Direction.load(out / "selection" / "direction")
+
+
+def test_truncated_candidates_in_a_run_are_redone(run_copy, tiny_model):
+    def cut(out):
+        path = out / "directions" / "candidates.safetensors"
+        path.write_bytes(path.read_bytes()[:-100])
+
+    _damage_is_redone(run_copy, tiny_model, cut, "directions", "candidates.safetensors")
 
 
 # ----------------------------------------------------------------------------- output folder, disk
@@ -480,10 +534,10 @@ def test_malicious_pickles_are_refused_without_running(tmp_path, tiny_model_dir)
 
     (tmp_path / "disguised.safetensors").write_bytes(payload)
     (tmp_path / "disguised.json").write_text(json.dumps({
-        "tensor_file": "disguised.safetensors", "sha256": hashlib.sha256(payload).hexdigest(), "d_model": 64,
+        "format": "cosmic_tl.direction", "format_version": 1, "tensor_file": "disguised.safetensors", "sha256": hashlib.sha256(payload).hexdigest(), "d_model": 64,
         "layer": 1, "position": -1, "hook_point": "resid_pre", "has_reference": False, "meta": {},
     }))
-    with pytest.raises(DirectionFileError, match="looks like a pickle"):
+    with pytest.warns(UserWarning, match="format_version 1"), pytest.raises(DirectionFileError, match="looks like a pickle"):
         Direction.load(tmp_path / "disguised")
     with pytest.raises(DirectionFileError, match="looks like a pickle"):
         Candidates.load(tmp_path / "disguised.safetensors")
@@ -498,3 +552,206 @@ def test_malicious_pickles_are_refused_without_running(tmp_path, tiny_model_dir)
     assert not marker.exists()
     pickle.loads(payload)  # the control: this payload really does run code when unpickled
     assert marker.exists()
+
+
+# ------------------------------------------------------- every configuration field, before any folder
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("alpha", "1.0", r"alpha must be a finite number \(\|alpha\| <= 10000.*got '1\.0' \(str\)"),
+        ("alpha", True, r"alpha must be a finite number .*got True \(bool\)"),
+        ("alpha", 1e300, r"alpha=1e\+300 is outside \[-10000, 10000\]"),
+        ("alpha", -1e30, r"alpha=-1e\+30 is outside"),
+        ("seed", "42", r"seed must be an integer >= 0, got '42'"),
+        ("seed", True, r"seed must be an integer >= 0, got True"),
+        ("seed", -1, r"seed must be an integer >= 0, got -1"),
+        ("kl_threshold", "0.1", r"kl_threshold must be a finite number .*got '0\.1' \(str\)"),
+        ("kl_threshold", -0.5, r"kl_threshold must be >= 0"),
+        ("kl_threshold", math.inf, r"kl_threshold must be a finite number"),
+        ("system", 3, r"system must be a string .*got 3 \(int\)"),
+        ("system", "  ", r"system is empty; use 'none'"),
+        ("model", 5, r"model must be a string \(a shipped short name.*got 5 \(int\)"),
+        ("model", "", r"The model name is empty"),
+        ("judge_model", True, r"judge_model must be a string .*got True \(bool\)"),
+        ("judge_model", "", r"The judge_model name is empty"),
+        ("dtype", "bogus", r"dtype must be one of float32, bfloat16, float16, float64 \(aliases: .*bf16.*got 'bogus'"),
+        ("dtype", 32, r"dtype must be one of"),
+        ("device", "gpu", r"device must be one of cpu \| cuda \| cuda:N \| mps"),
+        ("device", "cuda:x", r"device 'cuda:x' is malformed"),
+        ("device", 0, r"device must be one of"),
+        ("max_new_tokens", 2.0, r"max_new_tokens must be a positive integer, got 2\.0"),
+        ("n_train", True, r"n_train must be a positive integer, got True"),
+        ("prune_fraction", 2.0, r"prune_fraction must be in \[0, 1\)"),
+        ("prune_fraction", 1, r"prune_fraction must be in \[0, 1\)"),
+        ("prune_fraction", "0.2", r"prune_fraction must be a finite number"),
+        ("eval_layer_fraction", 0, r"eval_layer_fraction must be in \(0, 1\]"),
+        ("eval_layer_fraction", 1.5, r"eval_layer_fraction must be in \(0, 1\]"),
+        ("parity_inplace", "no", r"parity_inplace must be true or false \(a boolean\), got 'no' \(str\)"),
+        ("parity_inplace", 0, r"parity_inplace must be true or false"),
+        ("steering", ["ace"], r"steering must be one of ace, lce"),
+        ("batch_size", 0, r"batch_size must be a positive integer"),
+    ],
+)
+def test_every_config_field_is_validated(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig(**{field: value})
+
+
+def test_every_config_field_has_a_check():
+    from dataclasses import fields
+
+    from cosmic_tl import config
+
+    assert set(config._FIELD_CHECKS) == {f.name for f in fields(RunConfig)}
+
+
+def test_device_cuda_without_cuda_says_so(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"device 'cuda' was requested but CUDA is not available on this machine"):
+        RunConfig(device="cuda")
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        load_model("anything", device="cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert RunConfig(device="cuda:0").device == "cuda:0"
+    with pytest.raises(ConfigError, match=r"this machine has 1 CUDA device\(s\) \(cuda:0\.\.cuda:0\)"):
+        RunConfig(device="cuda:1")
+
+
+def test_dtype_aliases_are_stored_under_the_full_name():
+    assert RunConfig(dtype="bf16").dtype == "bfloat16" and RunConfig(dtype="FP16").dtype == "float16"
+    assert RunConfig(dtype="bf16").fingerprint() == RunConfig(dtype="bfloat16").fingerprint()
+    assert RunConfig(alpha=1).alpha == 1 and RunConfig(alpha=-10000.0).alpha == -10000.0  # ints and the bound pass
+
+
+def test_invalid_config_fails_before_the_run_folder(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="prune_fraction"):
+        run_pipeline(_small_config(tiny_model_dir, prune_fraction=2.0), out, progress=False, log=lambda s: None)
+    assert not out.exists()
+
+
+def _toml(tmp_path, text):
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    return path
+
+
+def test_toml_with_a_run_table_and_top_level_keys_is_refused(tmp_path):
+    path = _toml(tmp_path, 'seed = 7\nalpha = 2.0\n[run]\nsteering = "lce"\n')
+    with pytest.raises(ConfigError, match=r"run\.toml has a \[run\] table and also top-level keys \(alpha, seed\)"):
+        RunConfig.from_toml(path)
+    assert RunConfig.from_toml(_toml(tmp_path, '[run]\nsteering = "lce"\nseed = 7\n')).seed == 7
+    with pytest.raises(ConfigError, match=r"'run' must be a \[run\] table"):
+        RunConfig.from_toml(_toml(tmp_path, 'run = 5\n'))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [('parity_inplace = "no"\n', r"parity_inplace must be true or false.*'no'"),
+     ('alpha = "1"\n', r"alpha must be a finite number"),
+     ("seed = 1.5\n", r"seed must be an integer"),
+     ("model = 5\n", r"model must be a string"),
+     ('device = ""\n', r"device must be one of"),
+     ("n_test = 1e3\n", r"n_test must be a positive integer, got 1000\.0")],
+)
+def test_toml_values_are_validated(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig.from_toml(_toml(tmp_path, text))
+
+
+def test_toml_that_is_not_text(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ConfigError, match=r"run\.toml is not a readable TOML text file"):
+        RunConfig.from_toml(path)
+    with pytest.raises(ConfigError, match="not a readable TOML"):
+        RunConfig.from_toml(tmp_path)
+
+
+# ------------------------------------------------------------------ API arguments named in errors
+
+
+def test_load_model_arguments_are_checked(tiny_model_dir):
+    with pytest.raises(ConfigError, match=r"dtype must be one of .*got 'bogus'"):
+        load_model(str(tiny_model_dir), dtype="bogus", device="cpu")
+    with pytest.raises(TypeError, match=r"name_or_path \(the model\) must be a string or a path, got int"):
+        load_model(5)
+    with pytest.raises(ModelNotFoundError, match="The model name is empty"):
+        load_model("")
+    with pytest.raises(ModelNotFoundError, match="The model name is empty"):
+        check_model_source("  ")
+    with pytest.raises(TypeError, match="system must be None, 'default' or a system prompt string, got int"):
+        load_model(str(tiny_model_dir), system=1, device="cpu")
+    with pytest.raises(TypeError, match="refusal_prefixes must be a list of non-empty strings"):
+        load_model(str(tiny_model_dir), refusal_prefixes="I", device="cpu")
+
+
+@pytest.mark.parametrize("dtype, expected", [("bf16", torch.bfloat16), ("fp16", torch.float16),
+                                             (torch.float32, torch.float32)])
+def test_load_model_accepts_dtype_aliases(tiny_model_dir, dtype, expected):
+    assert load_model(str(tiny_model_dir), dtype=dtype, device="cpu").dtype == expected
+
+
+def test_generate_completions_arguments_are_named(tiny_model):
+    with pytest.raises(TypeError, match=r"max_new_tokens must be an int, got '5' \(str\)"):
+        generate_completions(tiny_model, ["hi"], max_new_tokens="5", progress=False)
+    with pytest.raises(TypeError, match=r"max_new_tokens must be an int, got 2\.0"):
+        generate_completions(tiny_model, ["hi"], max_new_tokens=2.0, progress=False)
+    with pytest.raises(TypeError, match=r"batch_size must be an int, got True"):
+        generate_completions(tiny_model, ["hi"], batch_size=True, progress=False)
+    with pytest.raises(TypeError, match=r"model must be a ChatModel from cosmic_tl\.load_model, got str"):
+        generate_completions("qwen", ["hi"], progress=False)
+    direction = Direction(torch.ones(tiny_model.d_model), None, layer=1, position=-1)
+    with pytest.raises(TypeError, match=r"fwd_hooks must be a list of \(hook_name, fn\) pairs, got Direction; "
+                                        r"build them with cosmic_tl\.steering_hooks"):
+        generate_completions(tiny_model, ["hi"], fwd_hooks=direction, progress=False)
+    with pytest.raises(TypeError, match=r"fwd_hooks\[0\] must be a \(hook_name, fn\) pair"):
+        generate_completions(tiny_model, ["hi"], fwd_hooks=[("blocks.1.hook_resid_pre", direction)], progress=False)
+    with pytest.raises(ValueError, match=r"instruction 1 is empty or invisible"):
+        generate_completions(tiny_model, ["hi", "\u200b\u200b "], progress=False)
+
+
+# ---------------------------------------------------------------------------- overflowing numbers
+
+
+class _Addition:
+    """A steering hook like the package's (it has an ``alpha``): x + alpha·1, finite itself."""
+
+    def __init__(self, alpha):
+        self.alpha = alpha
+
+    def __call__(self, x, hook=None):
+        return x + self.alpha
+
+    def __repr__(self):
+        return f"_Addition(alpha={self.alpha:g})"
+
+
+def test_overflowing_alpha_is_an_error_naming_alpha(tiny_model):
+    """x + 1e39 overflows float32 to Inf, then NaN logits, which used to decode as garbage ("!!!!")."""
+    from cosmic_tl.generation import NonFiniteLogitsError
+
+    clean = generate_completions(tiny_model, ["hi"], max_new_tokens=2, progress=False)
+    hooks = [("blocks.3.hook_resid_pre", _Addition(1e39))]
+    with pytest.raises(NonFiniteLogitsError, match=r"logits became NaN/Inf on the prompt pass: alpha=1e\+39 made "
+                                                   r"the activations overflow; lower alpha \(active hooks: "
+                                                   r"blocks\.3\.hook_resid_pre: _Addition\(alpha=1e\+39\)\)"):
+        generate_completions(tiny_model, ["hi"], fwd_hooks=hooks, max_new_tokens=3, progress=False)
+    assert issubclass(NonFiniteLogitsError, FloatingPointError)  # the CLI reports it as a user error
+    # The hook context was closed by the error: the model is clean again.
+    assert generate_completions(tiny_model, ["hi"], max_new_tokens=2, progress=False) == clean
+
+
+def test_nan_at_a_later_decoding_step_names_the_step(tiny_model):
+    from cosmic_tl.generation import NonFiniteLogitsError
+
+    def poison_from_the_second_step(x, hook):
+        return x * math.nan if x.shape[1] == 1 else x  # decoding steps see one new position
+
+    with pytest.raises(NonFiniteLogitsError, match=r"at decoding step 1: a forward hook made the activations "
+                                                   r"overflow or NaN; check the hooks"):
+        generate_completions(tiny_model, ["hi"], fwd_hooks=[("blocks.2.hook_resid_pre", poison_from_the_second_step)],
+                             max_new_tokens=3, progress=False)

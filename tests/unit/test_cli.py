@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from cosmic_tl import artifacts as art
+from cosmic_tl import atomic
 from cosmic_tl import shipped
 from cosmic_tl.cli import build_parser, main
 
@@ -36,8 +36,8 @@ def _run(tmp_path, *options: str) -> list[str]:
     "options, message",
     [
         (["--n-train", "0"], "n_train must be a positive integer, got 0"),
-        (["--alpha", "nan"], "alpha must be a finite number, got nan"),
-        (["--alpha", "inf"], "alpha must be a finite number, got inf"),
+        (["--alpha", "nan"], "alpha must be a finite number"),
+        (["--alpha", "inf"], "alpha must be a finite number"),
         (["--model", "gpt-17"], "Unknown model 'gpt-17'. Shipped offline models:"),
         (["--model", "/no/such/model"], "Model path /no/such/model does not exist"),
         (["--model", "/no/such/model.gguf"], "GGUF file /no/such/model.gguf does not exist"),
@@ -100,10 +100,41 @@ def test_full_disk_message_says_rerun(tmp_path, capsys, monkeypatch, tiny_model_
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(art.os, "fsync", disk_full)
+    monkeypatch.setattr(atomic.os, "fsync", disk_full)
     line = _fails_cleanly(capsys, _run(tmp_path, "--model", str(tiny_model_dir), "--preset", "tiny"))
     assert "Could not write" in line and "No space left on device" in line
     assert "rerun: finished steps are reused" in line
+
+
+def test_refusal_token_selection_and_its_former_name(caplog):
+    from cosmic_tl.cli import config_from_args
+
+    parser = build_parser()
+    assert config_from_args(parser.parse_args(["run", "--selection", "refusal-token", "--out", "x"])).selection == "refusal-token"
+    with caplog.at_level("WARNING", logger="cosmic_tl"):
+        old = config_from_args(parser.parse_args(["run", "--selection", "substring", "--out", "x"]))
+    assert old.selection == "refusal-token"
+    assert "--selection substring is deprecated; use --selection refusal-token" in caplog.text
+
+
+def test_negative_alpha_in_exponent_form_is_a_value():
+    from cosmic_tl.cli import _join_signed_floats
+
+    assert _join_signed_floats(["run", "--alpha", "-1e30", "--out", "x"]) == ["run", "--alpha=-1e30", "--out", "x"]
+    assert _join_signed_floats(["run", "--alpha", "-q"]) == ["run", "--alpha", "-q"]  # an option stays one
+
+
+@pytest.mark.parametrize("out, message", [
+    ("", "output folder name is empty"),
+    ("notes", "is not empty and is not a cosmic_tl run folder"),
+])
+def test_out_that_is_not_a_run_folder_is_refused(tmp_path, capsys, tiny_model_dir, monkeypatch, out, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / ".draft.tmp").write_text("mine")
+    line = _fails_cleanly(capsys, ["run", "--model", str(tiny_model_dir), "--preset", "tiny", "--out", out])
+    assert message in line and "another configuration" not in line
+    assert [p.name for p in (tmp_path / "notes").iterdir()] == [".draft.tmp"]
 
 
 def test_argparse_errors_exit_2(capsys):
@@ -121,6 +152,23 @@ def test_global_flags_on_either_side_of_the_subcommand():
     args = parser.parse_args(["run", "--out", "x"])
     assert (args.verbose, args.quiet) == (False, False)
     assert parser.parse_args(["models", "-v"]).verbose
+
+
+def test_explore_command_is_registered(tmp_path, capsys, tiny_model, tiny_model_dir):
+    from cosmic_tl.config import RunConfig
+    from cosmic_tl.pipeline import run_pipeline
+
+    args = build_parser().parse_args(["explore", "some/run", "--top-k"])
+    assert (str(args.run_dir), args.top_k) == ("some/run", 5)
+    assert build_parser().parse_args(["explore", "some/run"]).top_k is None
+    assert "not-a-run" in _fails_cleanly(capsys, ["explore", str(tmp_path / "not-a-run")])
+    out = tmp_path / "run"
+    run_pipeline(RunConfig(model=str(tiny_model_dir), preset="tiny", n_train=6, n_val=4, n_test=2, max_new_tokens=3,
+                           layer_stride=1, batch_size=4),
+                 out, model=tiny_model, progress=False, log=lambda s: None)
+    (out / "explorer.html").unlink()
+    assert main(["explore", str(out)]) == 0
+    assert f"Wrote {out / 'explorer.html'}" in capsys.readouterr().out and (out / "explorer.html").is_file()
 
 
 # ----------------------------------------------------------------------------- as real processes
@@ -169,4 +217,4 @@ def test_ctrl_c_exits_130_and_keeps_finished_steps(tmp_path, tiny_model_dir):
     assert "Interrupted; finished steps are saved and will be reused on the next run." in err
     assert "Traceback" not in err
     assert not (out / "summary.json").exists()
-    assert list(out.rglob("*.tmp")) == []
+    assert list(out.rglob(f"*{atomic.TEMP_SUFFIX}")) == []

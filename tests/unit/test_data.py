@@ -306,7 +306,10 @@ BAD_RECORDS = [
     ({"category": "x"}, "no 'instruction' field"),
     ({"instruction": 3}, "must be a string, got int"),
     ({"instruction": None}, "must be a string, got NoneType"),
-    ({"instruction": "   "}, "is empty"),
+    ({"instruction": "   "}, "is empty or invisible"),
+    ({"instruction": "\u200b\u200b\u200b"}, "is empty or invisible"),
+    ({"instruction": "\ufeff\u2060 \u200d\t"}, "is empty or invisible"),
+    ({"instruction": "\u3164\u2800"}, "is empty or invisible"),
     ({"instruction": "ok", "category": 5}, "'category' must be a string or null"),
     ("just a string", "not an object"),
 ]
@@ -333,7 +336,7 @@ def test_bad_record_reports_first_bad_index(tmp_path, suffix, bad, problem):
 def test_bad_csv_records(tmp_path):
     path = tmp_path / "rows.csv"
     path.write_text("instruction,category\nfine,a\n,b\n")
-    with pytest.raises(DatasetError, match=r"rows\.csv \(line 3\): record 1: 'instruction' is empty"):
+    with pytest.raises(DatasetError, match=r"rows\.csv \(line 3\): record 1: 'instruction' is empty or invisible"):
         load_prompts(path)
     path.write_text("prompt,category\nfine,a\n")
     with pytest.raises(DatasetError, match=r"rows\.csv: record 0.*no 'instruction'.*'prompt'"):
@@ -356,3 +359,44 @@ def test_no_duplicate_warning_for_unique_file_or_shipped_data(tmp_path):
         load_prompts(path)
         # harmful_test ships with 10 documented duplicate texts; loading it verbatim is silent.
         load_prompts("harmful_test")
+
+
+def test_is_blank_sees_through_invisible_characters():
+    from cosmic_tl.data import is_blank
+
+    for blank in ("", " ", "\u200b", "\u200c\u200d\u2060\ufeff", "\u00a0\u3000", "\x00\x1f", "\u202e\u2066"):
+        assert is_blank(blank), repr(blank)
+    for text in ("a", "\u200bhi", "?", "😀", "请", "\u0301x", "0"):
+        assert not is_blank(text), repr(text)
+
+
+def test_csv_with_a_repeated_instruction_column_is_refused(tmp_path):
+    path = tmp_path / "two.csv"
+    path.write_text("instruction,category,instruction\nfirst,x,second\n")
+    with pytest.raises(DatasetError, match=r"two\.csv: the CSV header has 2 'instruction' columns; keep one"):
+        load_prompts(path)
+    path.write_text("instruction,category,category\nfirst,x,y\n")
+    with pytest.raises(DatasetError, match=r"2 'category' columns"):
+        load_prompts(path)
+    path.write_text("instruction,note,note\nfirst,x,y\n")  # an unused column repeated is harmless
+    assert load_prompts(path) == [Prompt("first", None)]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_json_record_repeating_a_key_is_refused(tmp_path, suffix):
+    """json.loads keeps the last of two equal keys: the first instruction would vanish silently."""
+    record = '{"instruction": "first", "instruction": "second"}'
+    path = tmp_path / f"dup{suffix}"
+    path.write_text(f"[{record}]" if suffix == ".json" else record + "\n")
+    with pytest.raises(DatasetError, match=rf"dup\{suffix}: a record has 2 'instruction' keys"):
+        load_prompts(path)
+
+
+def test_sample_paper_results_are_accepted_as_instructions():
+    """train/val are strings and test Prompts; the package's instruction checks take both."""
+    from cosmic_tl.prompts import check_instructions
+
+    sample = sample_paper(n_train=2, n_val=2, n_test=3)
+    assert all(isinstance(p, Prompt) for p in sample.harmful_test)
+    assert check_instructions(sample.harmful_test) == [p.instruction for p in sample.harmful_test]
+    assert check_instructions(sample.harmful_train) == sample.harmful_train

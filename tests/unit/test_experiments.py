@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from cosmic_tl import artifacts as art
+from cosmic_tl.runs import RunFolderError, open_run
+from cosmic_tl.runs.files import read_csv, read_json
 from cosmic_tl.config import RunConfig
 from cosmic_tl.directions import Candidates, Direction
 from cosmic_tl.experiments import ADV_SYSTEM_PROMPT, run_adversarial, run_agreement, run_weak
@@ -140,7 +141,7 @@ def _assert_resumes(fn, config, out, monkeypatch, **kw) -> None:
     def no_loading(*args, **kwargs):
         raise AssertionError("a finished run must not load the model again")
 
-    monkeypatch.setattr("cosmic_tl.experiments.runner.load_model", no_loading)
+    monkeypatch.setattr("cosmic_tl.runs.context.load_model", no_loading)
     log = Log()
     fn(config, out, model=None, progress=False, log=log, **kw)
     assert log.ran() == [] and any("reusing finished step" in m for m in log)
@@ -155,19 +156,19 @@ def test_agreement_end_to_end(tiny_model, config, tmp_path, monkeypatch):
     for f in ("report.md", "scoring/table.csv", "agreement/metrics.csv", "agreement/cosmic_table.csv",
               "figures/agreement_scatter.html"):
         assert (out / f).is_file(), f
-    table = art.read_csv(out / "scoring" / "table.csv")
+    table = read_csv(out / "scoring" / "table.csv")
     # Scored once, both methods' columns in the one table.
     assert {"s_abl", "s_add", "abl_refusal", "add_refusal", "kl"} <= set(table.columns)
     assert sorted(table.layer.unique()) == [0, 4, 8]
-    cosmic = art.read_csv(out / "agreement" / "cosmic_table.csv")
+    cosmic = read_csv(out / "agreement" / "cosmic_table.csv")
     assert cosmic.chosen.sum() == 1 and cosmic[cosmic.chosen].kept.all()
     stamp = (out / "scoring" / "table.csv").stat().st_mtime_ns
     _assert_resumes(run_agreement, config, out, monkeypatch)
     assert (out / "scoring" / "table.csv").stat().st_mtime_ns == stamp
-    with pytest.raises(art.RunFolderError, match="another configuration"):
+    with pytest.raises(RunFolderError, match="another configuration"):
         run_agreement(dataclasses.replace(config, alpha=2.0), out, model=tiny_model, progress=False,
                       log=Log())
-    with pytest.raises(art.RunFolderError):  # another experiment, same config
+    with pytest.raises(RunFolderError):  # another experiment, same config
         run_weak(config, out, model=tiny_model, progress=False, log=Log())
 
 
@@ -184,14 +185,28 @@ def test_adversarial_end_to_end(tiny_model, config, tmp_path, monkeypatch):
     adv_c = Candidates.load(out / "directions" / "adversarial.safetensors")
     norm_c = Candidates.load(out / "directions" / "normal.safetensors")
     assert not torch.allclose(adv_c.mu_harmful, norm_c.mu_harmful)  # the system prompt was used
-    sat = art.read_csv(out / "saturation" / "summary.csv")
+    sat = read_csv(out / "saturation" / "summary.csv")
     assert set(sat.system) == {"none", "adversarial"} and (sat.n == [8, 8, 4, 4] * 2).all()
     for _, row in df.iterrows():
         if row.pick is not None and row.pick == row.pick:
             assert 0 <= row.harmful_refusal_ablation <= 1
             assert (out / "completions" / f"harmful_{row.method}_{row.extraction}_ablation.jsonl").is_file()
     assert (out / "comparison.csv").is_file() and (out / "report.md").is_file()
-    assert (out / "figures" / "saturation.html").is_file()
+    assert (out / "figures" / "saturation.html").is_file() and (out / "explorer.html").is_file()
+    report = (out / "report.md").read_text()
+    assert "Unsteered: harmful " in report and "/2, 95% CI " in report
+    found = [key for key in ("cosmic_adversarial", "substring_adversarial", "cosmic_normal")
+             if "error" not in read_json(out / "selection" / key / "summary.json")]
+    for key in found:  # each found direction's paired test against the unsteered normal model
+        assert f"| harmful test | {key}_ablation | " in report and f"| harmless test | {key}_addition | " in report
+    run = open_run(out)
+    assert run.kind == "adversarial" and sorted(run.subruns()) == ["cosmic_adversarial", "cosmic_normal",
+                                                                   "substring_adversarial"]
+    normal = run.subrun("cosmic_normal")
+    assert torch.equal(normal.candidates().mu_harmful, norm_c.mu_harmful)
+    if normal.direction() is not None:  # its completions are the sub-run's conditions, unprefixed
+        assert ("harmful", "ablation") in normal.conditions()
+        assert normal.completions("harmful", "ablation") == run.completions("harmful", "cosmic_normal_ablation")
     _assert_resumes(run_adversarial, config, out, monkeypatch)
 
 
@@ -209,10 +224,17 @@ def test_adversarial_arditi_filter_leaving_nothing_is_reported(tiny_model, confi
 def test_weak_end_to_end_and_stage2_hooks_active(tiny_model, config, tmp_path, monkeypatch):
     out = tmp_path / "weak"
     df = run_weak(config, out, alphas=(1, 2), model=tiny_model, progress=False, log=Log())
-    assert list(df.columns) == ["alpha", "harmful_refusal", "harmless_refusal", "label"]
+    assert list(df.columns) == ["alpha", "harmful_refusal", "harmful_count", "n_harmful", "harmful_ci_low",
+                                "harmful_ci_high", "harmless_refusal", "harmless_count", "n_harmless",
+                                "harmless_ci_low", "harmless_ci_high", "label", "condition"]
     assert df.alpha.tolist() == [0.0, 0.0, 1.0, 2.0] and df.label.iat[0] == "M (original)"
-    assert ((df.harmful_refusal >= 0) & (df.harmful_refusal <= 1)).all()
+    assert ((df.harmful_ci_low <= df.harmful_refusal) & (df.harmful_refusal <= df.harmful_ci_high)).all()
+    assert (df.n_harmful == 2).all() and (df.harmful_count == df.harmful_refusal * 2).all()
     assert (out / "figures" / "alpha_sweep.html").is_file() and (out / "sweep.csv").is_file()
+    assert (out / "figures" / "effects.html").is_file() and (out / "explorer.html").is_file()
+    report = (out / "report.md").read_text()
+    assert "| harmful test | weak_baseline | " in report and "| harmless test | weak_add_2 | " in report
+    assert "Ablating r₁ (M → M′), harmful refusal" in report and "/2, 95% CI " in report
 
     # Stage-2 candidates were read inside M′: below r₁'s layer nothing changed, at its layer
     # every position lost its r̂₁-component (ACE ablation sets it to the harmless mean's).
@@ -225,8 +247,8 @@ def test_weak_end_to_end_and_stage2_hooks_active(tiny_model, config, tmp_path, m
 
     # Stage-2 selection scores were computed inside M′ too: its unintervened cos(b+, b-) is the one
     # measured with M′'s hooks on, not the original model's.
-    prompts = art.read_json(out / "data" / "prompts.json")
-    eval2 = art.read_json(out / "stage2" / "eval_layers.json")["eval_layers"]
+    prompts = read_json(out / "data" / "prompts.json")
+    eval2 = read_json(out / "stage2" / "eval_layers.json")["eval_layers"]
     assert d1.layer <= max(eval2)  # so the stage-1 hook can reach the read-outs
 
     def noop_cos():
@@ -236,10 +258,17 @@ def test_weak_end_to_end_and_stage2_hooks_active(tiny_model, config, tmp_path, m
     with tiny_model.bridge.hooks(fwd_hooks=steering_hooks(d1, "ace", "ablation", tiny_model.n_layers)):
         inside = noop_cos()
     outside = noop_cos()
-    stored = art.read_json(out / "selection" / "stage2" / "summary.json")["baselines"]["cos_b_pos_b_neg"]
+    stored = read_json(out / "selection" / "stage2" / "summary.json")["baselines"]["cos_b_pos_b_neg"]
     assert stored == pytest.approx(inside, abs=1e-6) and abs(inside - outside) > 1e-4
+    # The folder reads back through the Run API, its stages as sub-runs.
+    run = open_run(out)
+    assert run.kind == "weak" and run.params == {"alphas": [1.0, 2.0], "natural": False}
+    assert sorted(run.subruns()) == ["stage1", "stage2"]
+    assert run.subrun("stage1").direction().layer == d1.layer
+    assert run.subrun("stage2").eval_layers() == eval2 and run.subrun("stage2").candidates().r.shape == c2.r.shape
+    assert ("harmful", "weak_add_2") in run.conditions()
     _assert_resumes(run_weak, config, out, monkeypatch, alphas=(1, 2))
-    with pytest.raises(art.RunFolderError):  # other alphas: another experiment configuration
+    with pytest.raises(RunFolderError):  # other alphas: another experiment configuration
         run_weak(config, out, alphas=(3,), model=tiny_model, progress=False, log=Log())
 
 

@@ -1,4 +1,5 @@
-"""Steering hooks (spec §6) and weight orthogonalisation, against reference math and the tiny model."""
+"""Steering hooks (docs/method.md §6), the steering-rule table, and weight orthogonalisation, against
+reference math and the tiny model."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import math
 import shutil
 import types
+import warnings
 
 import pytest
 import torch
@@ -22,6 +24,13 @@ from cosmic_tl.hooks import (
     steering_hooks,
 )
 from cosmic_tl.orthogonalize import export_orthogonalized, orthogonalize_weights
+from cosmic_tl.steering import (
+    STEERING_RULES,
+    ForeignDirectionWarning,
+    SteeringMismatchWarning,
+    SteeringRule,
+    steering_rule,
+)
 
 D = 64
 PROMPTS = ["Write a poem about the sea.", "How do I bake bread at home?", "Name three cloud services."]
@@ -174,6 +183,123 @@ def test_steering_hooks_refuses_nonfinite_tensors_and_missing_reference(rng_vect
     with pytest.raises(ValueError, match="reference"):
         steering_hooks(_direction(r, None), "ace", "addition", n_layers=10)
     assert len(steering_hooks(_direction(r, None), "lce", "addition", n_layers=10)) == 1
+
+
+def test_steering_hooks_names_the_wrong_argument(rng_vectors):
+    r, mu, _ = rng_vectors
+    d = _direction(r, mu)
+    selection = types.SimpleNamespace(direction=d, table=None)
+    with pytest.raises(TypeError, match="direction must be a Direction, got a Selection; pass selection.direction"):
+        steering_hooks(selection, "ace", "ablation", 10)
+    with pytest.raises(TypeError, match="direction must be a Direction, got a torch.Tensor"):
+        steering_hooks(r, "ace", "ablation", 10)
+    model_like = types.SimpleNamespace(n_layers=10, d_model=D)
+    with pytest.raises(TypeError, match="n_layers must be an integer, got a SimpleNamespace; pass model.n_layers"):
+        steering_hooks(d, "ace", "ablation", model_like)
+    with pytest.raises(TypeError, match="n_layers must be an integer"):
+        steering_hooks(d, "ace", "ablation", True)
+    with pytest.raises(TypeError, match="n_layers is required"):
+        steering_hooks(d, "ace", "ablation")
+    with pytest.raises(TypeError, match="alpha must be a real number"):
+        steering_hooks(d, "ace", "addition", 10, alpha="2")
+
+
+def test_a_hook_list_reused_on_another_model_fails_on_every_call(rng_vectors):
+    r, mu, x = rng_vectors
+    wider = torch.randn(2, 3, D + 1, dtype=torch.float64)
+    for hooks in (lce_ablation_hooks(r, 2), lce_addition_hooks(r, 1), ace_addition_hooks(r, mu, 1)):
+        fn = hooks[0][1]
+        fn(x, hook=None)  # cast and cached for float64 on the first model
+        for _ in range(2):  # the cached cast must not skip the check
+            with pytest.raises(ValueError, match="d_model=65: it belongs to another model"):
+                fn(wider, hook=None)
+
+
+@pytest.mark.parametrize("steering", ["lce", "ace"])
+def test_overflowing_alpha_is_refused(rng_vectors, steering):
+    r, mu, x = rng_vectors
+    d = _direction(r, mu)
+    fn = steering_hooks(d, steering, "addition", 10, alpha=1e300)[0][1]  # finite in float64
+    with pytest.raises(ValueError, match="overflows float32"):
+        fn(x.float(), hook=None)
+    with pytest.raises(ValueError, match="overflows float64"):
+        steering_hooks(d, steering, "addition", 10, alpha=1e308)
+    model = types.SimpleNamespace(n_layers=10, d_model=D, dtype=torch.float32, name="m")
+    with pytest.raises(ValueError, match=r"alpha · r \(alpha=1e\+300\) overflows float32; use a smaller alpha"):
+        steering_hooks(d, steering, "addition", alpha=1e300, model=model)
+    assert steering_hooks(d, steering, "ablation", alpha=1e300, model=model)  # ablation ignores alpha
+
+
+def test_direction_selected_for_another_rule_warns_unless_allowed(rng_vectors):
+    r, mu, _ = rng_vectors
+    ace_pick = Direction(r, mu, layer=4, position=-1, meta={"n_layers": 10, "steering": "ace"})
+    with pytest.warns(SteeringMismatchWarning, match="selected for 'ace' steering and is applied as 'lce'"):
+        steering_hooks(ace_pick, "lce", "ablation", 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        steering_hooks(ace_pick, "lce", "ablation", 10, allow_other_steering=True)
+        steering_hooks(ace_pick, "ace", "ablation", 10)
+        steering_hooks(_direction(r, mu), "lce", "ablation", 10)  # no recorded steering: nothing to say
+
+
+def test_direction_recorded_on_another_model_warns_and_shapes_are_checked(rng_vectors):
+    from cosmic_tl.directions import DirectionMismatchError
+
+    r, mu, _ = rng_vectors
+    d = Direction(r, mu, layer=4, position=-1, meta={"n_layers": 10, "model": "qwen-a"})
+    same = types.SimpleNamespace(n_layers=10, d_model=D, dtype=torch.float32, name="qwen-a")
+    other = types.SimpleNamespace(n_layers=10, d_model=D, dtype=torch.float32, name="qwen-b")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hooks = steering_hooks(d, "ace", "addition", model=same)
+    assert [n for n, _ in hooks] == ["blocks.4.hook_resid_pre"]
+    with pytest.warns(ForeignDirectionWarning, match="recorded on model 'qwen-a' and is applied to 'qwen-b'"):
+        steering_hooks(d, "ace", "addition", model=other)
+    narrow = types.SimpleNamespace(n_layers=10, d_model=D - 1, dtype=torch.float32, name="qwen-a")
+    with pytest.raises(DirectionMismatchError, match="d_model"):
+        steering_hooks(d, "ace", "addition", model=narrow)
+    with pytest.raises(ValueError, match="n_layers=12 but the model has 10"):
+        steering_hooks(d, "ace", "addition", 12, model=same)
+
+
+def test_the_rule_table_defines_each_rule_once():
+    assert list(STEERING_RULES) == ["ace", "lce"]
+    ace, lce = steering_rule("ace"), steering_rule("lce")
+    assert ace.acts_at_one_layer("ablation") and ace.acts_at_one_layer("addition") and ace.needs_reference
+    assert not lce.acts_at_one_layer("ablation") and lce.acts_at_one_layer("addition") and lce.edits_in_place
+    assert lce.start_block("ablation", 5) is None and lce.start_block("addition", 5) == 5
+    # The in-place read-out reaches one block lower (docs/method.md §8).
+    assert lce.lowest_affected_readout("addition", 6, readout_after_intervention=True) == 5
+    assert lce.lowest_affected_readout("addition", 6, readout_after_intervention=False) == 6
+    assert lce.lowest_affected_readout("ablation", 6, readout_after_intervention=True) == 0
+    with pytest.raises(ValueError, match="Unknown steering 'caa'; expected one of \\('ace', 'lce'\\)"):
+        steering_rule("caa")
+    from cosmic_tl.config import STEERING
+
+    assert STEERING == ("ace", "lce")
+
+
+def _one_layer_linear_ablation(vector, reference, layer, n_layers, alpha):
+    return [(f"blocks.{layer}.hook_resid_pre", lce_ablation_hooks(vector, 1)[0][1])]
+
+
+ONE_LAYER_LCE = SteeringRule(
+    name="lce1",
+    summary="linear ablation at one block input only; addition as LCE",
+    ablation=_one_layer_linear_ablation,
+    addition=lambda vector, reference, layer, n_layers, alpha: lce_addition_hooks(vector, layer, alpha),
+    one_layer_actions=frozenset({"ablation", "addition"}),
+)
+
+
+def test_a_registered_rule_is_accepted_by_steering_hooks(rng_vectors, monkeypatch):
+    r, mu, x = rng_vectors
+    monkeypatch.setitem(STEERING_RULES, "lce1", ONE_LAYER_LCE)
+    d = _direction(r, None)
+    abl = steering_hooks(d, "lce1", "ablation", 10)
+    assert [n for n, _ in abl] == ["blocks.4.hook_resid_pre"]
+    assert (apply(abl, x) @ unit(r)).abs().max() < 1e-7
+    assert torch.allclose(apply(steering_hooks(d, "lce1", "addition", 10, alpha=2.0), x), x + 2.0 * r)
 
 
 # ---------------------------------------------------------------- with the tiny model

@@ -1,8 +1,11 @@
-"""Metrics: KL and refusal score against the formulas, refusal tables, next-token KL, CE loss."""
+"""Metrics: KL and refusal score against the formulas (cosmic_tl.scores), refusal tables,
+next-token KL, CE loss; selection's numbers come from a module free of judges and generation."""
 
 from __future__ import annotations
 
+import ast
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,6 +20,7 @@ from cosmic_tl.metrics import (
     refusal_table,
     summarize,
 )
+from cosmic_tl.scores import NonFiniteError, cosine_score, unit
 
 
 def test_kl_of_identical_logits_is_zero():
@@ -43,6 +47,72 @@ def test_kl_against_manual_reference():
 def test_kl_shape_mismatch():
     with pytest.raises(ValueError, match="shapes differ"):
         kl_divergence(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_logits_are_an_error_naming_the_cause(bad):
+    good = torch.randn(2, 5)
+    broken = good.clone()
+    broken[1, 3] = bad
+    with pytest.raises(NonFiniteError, match="intervened logits .* NaN or Inf .* smaller alpha"):
+        kl_divergence(good, broken)
+    with pytest.raises(NonFiniteError, match="reference logits"):
+        kl_divergence(broken, good)
+    with pytest.raises(NonFiniteError, match="logits hold NaN or Inf"):
+        refusal_score(broken, [1])
+    with pytest.raises(NonFiniteError, match="pooled read-outs"):
+        cosine_score(torch.tensor([1.0, bad]), torch.tensor([1.0, 0.0]))
+    assert issubclass(NonFiniteError, FloatingPointError)
+
+
+def test_unit_and_cosine_score_match_the_authors_formula():
+    v = torch.tensor([3.0, 4.0])
+    assert torch.equal(unit(v), v / (v.norm() + 1e-8))
+    assert torch.equal(unit(torch.zeros(3)), torch.zeros(3))
+    assert cosine_score(torch.tensor([2.0, 0.0]), torch.tensor([0.6, 0.8])) == pytest.approx(0.6)
+
+
+PACKAGE = Path(__file__).resolve().parents[2] / "cosmic_tl"
+
+
+def _imports(module: str) -> set[str]:
+    """The cosmic_tl modules ``module``'s source imports (not cosmic_tl/__init__.py: it imports everything)."""
+    base = PACKAGE.joinpath(*module.split(".")[1:])
+    path = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            for k in range(2, len(parts) + 1):  # the module itself, not a name inside it
+                candidate = ".".join(parts[:k])
+                sub = PACKAGE.joinpath(*parts[1:k])
+                if parts[0] == "cosmic_tl" and (sub.with_suffix(".py").is_file() or (sub / "__init__.py").is_file()):
+                    found.add(candidate)
+    return found
+
+
+def _reachable(start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(_imports(module))
+    return seen
+
+
+@pytest.mark.parametrize("module", ["cosmic_tl.scores", "cosmic_tl.selection.scoring", "cosmic_tl.selection.cosmic",
+                                    "cosmic_tl.selection.refusal_token", "cosmic_tl.steering"])
+def test_selection_and_scores_import_no_evaluation_code(module):
+    reached = _reachable(module)
+    assert "cosmic_tl.scores" in reached or module == "cosmic_tl.steering"
+    evaluation = {m for m in reached if m.split(".")[1] in ("metrics", "judges", "generation", "pipeline", "runs")}
+    assert not evaluation, f"{module} reaches {sorted(evaluation)}"
 
 
 def test_refusal_score_against_manual_formula():

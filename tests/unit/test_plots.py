@@ -12,7 +12,8 @@ import plotly.graph_objects as go
 import pytest
 
 from cosmic_tl import plots
-from cosmic_tl.plots import PlotInputError
+from cosmic_tl.plots import PlotInputError, export
+from cosmic_tl.stats import wilson_interval
 
 POSITIONS = [-3, -2, -1]
 LAYERS = [0, 1, 2, 3]
@@ -47,8 +48,11 @@ def test_cosine_heatmap_cells_and_eval_layers():
     assert list(heat.y) == POSITIONS and list(heat.x) == LAYERS
     for row in df.itertuples():
         assert _cell(heat, row.position, row.layer) == pytest.approx(row.cos)
+    # L_low are block outputs j; on this block-input axis they sit at ℓ = j + 1.
     boxes = sorted((s.x0, s.x1) for s in fig.layout.shapes)
-    assert boxes == [(1.5, 2.5), (2.5, 3.5)]
+    assert boxes == [(2.5, 3.5), (3.5, 4.5)]
+    assert fig.layout.xaxis.range[1] >= 4.5  # j = 3 (the final-norm output) stays visible at ℓ = 4
+    assert fig.layout.xaxis.title.text == plots.BLOCK_INPUT_AXIS and list(fig.layout.xaxis.tickvals) == LAYERS
     assert "cos" in heat.hovertemplate
 
 
@@ -132,7 +136,7 @@ def test_projection_plot_mean_and_band():
 def metrics_df():
     rows = []
     for cond, base in (("ablation", 0.1), ("baseline", 0.9)):
-        for cat, shift in (("all", 0.0), ("cyber", 0.05), ("bio", -0.05)):
+        for cat, shift in (("all", 0.0), ("cyber", 0.1), ("bio", -0.1)):
             rows.append(dict(dataset="harmful", condition=cond, category=cat, n=10,
                              refusal_rate=base + shift, asr=1 - base - shift))
     rows.append(dict(dataset="harmless", condition="baseline", category="all", n=5,
@@ -144,8 +148,8 @@ def test_refusal_bars_heights_equal_rates(metrics_df):
     fig = plots.refusal_bars(metrics_df, dataset="harmful")
     assert [t.name for t in fig.data] == ["baseline", "ablation"]  # baseline first
     assert list(fig.data[0].x) == ["all", "bio", "cyber"]
-    assert list(fig.data[0].y) == pytest.approx([0.9, 0.85, 0.95])
-    assert list(fig.data[1].y) == pytest.approx([0.1, 0.05, 0.15])
+    assert list(fig.data[0].y) == pytest.approx([0.9, 0.8, 1.0])
+    assert list(fig.data[1].y) == pytest.approx([0.1, 0.0, 0.2])
     asr = plots.refusal_bars(metrics_df, dataset="harmful", by_category=False, metric="asr")
     assert list(asr.data[0].x) == ["all"] and list(asr.data[1].y) == pytest.approx([0.9])
     with pytest.raises(PlotInputError, match="No rows"):
@@ -190,4 +194,201 @@ def test_save_figure_writes_offline_html_with_data(tmp_path, caplog):
     data = json.loads(re.search(r"Plotly\.newPlot\(\s*\"[^\"]+\",\s*(\[.*?\]),\s*\{", text, re.S).group(1))
     assert data[0]["name"] == "marker-trace" and data[0]["y"] == [0.123456, 0.654321]
     if len(written) == 1:  # no offline static export here: skipped with a warning, not an error
-        assert "PNG export skipped" in caplog.text or not plots._png_export_works
+        assert "PNG export skipped" in caplog.text or not export._png_export_works
+
+
+# --- what a reader needs: provenance, no-data notes, named layer coordinates, intervals -------------
+
+SUBTITLE = "tiny · train 4+4 · ACE · system turn: none · run abc123"
+
+
+@pytest.fixture
+def effects():
+    return [
+        dict(dataset="harmful", condition="ablation", n=24, baseline_count=9, count=2, baseline_rate=9 / 24,
+             rate=2 / 24, ci_low=0.023, ci_high=0.26, baseline_ci_low=0.21, baseline_ci_high=0.57,
+             p_value=0.0156, significant=True),
+        dict(dataset="harmless", condition="addition", n=24, baseline_count=1, count=3, baseline_rate=1 / 24,
+             rate=3 / 24, ci_low=0.043, ci_high=0.31, baseline_ci_low=0.007, baseline_ci_high=0.2,
+             p_value=0.5, significant=False),
+    ]
+
+
+@pytest.fixture
+def capability():
+    return {"benchmark": "truthfulqa_binary", "conditions": [
+        dict(condition="baseline", n=32, count=18, accuracy=18 / 32, ci_low=0.39, ci_high=0.72),
+        dict(condition="ablation", n=32, count=14, accuracy=14 / 32, ci_low=0.28, ci_high=0.61)],
+        "effects": [dict(condition="ablation", p_value=0.289)]}
+
+
+def _builders(selection_df, metrics_df, effects, capability):
+    cos = pd.DataFrame([dict(position=p, layer=l, cos=0.5) for p in POSITIONS for l in LAYERS])
+    layer = pd.DataFrame({"layer": [0, 1, 2], "cos": [0.9, 0.5, 0.7], "in_eval_layers": [False, True, False]})
+    sweep = pd.DataFrame({"alpha": [0.0, 1.0], "harmful_refusal": [0.2, 0.6], "harmless_refusal": [0.0, 0.4]})
+    sub = selection_df.rename(columns={"s_abl": "abl_refusal", "s_add": "add_refusal"})
+    return {
+        "cosine_heatmap": lambda **kw: plots.cosine_heatmap(cos, **kw),
+        "score_heatmaps": lambda **kw: plots.score_heatmaps(selection_df, "score", **kw),
+        "selection_dashboard": lambda **kw: plots.selection_dashboard(selection_df, **kw),
+        "layer_cosine_line": lambda **kw: plots.layer_cosine_line(layer, **kw),
+        "projection_plot": lambda **kw: plots.projection_plot(np.ones((2, 3)), np.zeros((2, 3)), **kw),
+        "refusal_bars": lambda **kw: plots.refusal_bars(metrics_df, **kw),
+        "alpha_sweep_plot": lambda **kw: plots.alpha_sweep_plot(sweep, **kw),
+        "agreement_scatter": lambda **kw: plots.agreement_scatter(selection_df, sub, **kw),
+        "capability_bars": lambda **kw: plots.capability_bars(capability, **kw),
+        "effects_plot": lambda **kw: plots.effects_plot(effects, **kw),
+    }
+
+
+def test_every_builder_shows_its_provenance_subtitle(selection_df, metrics_df, effects, capability):
+    for name, build in _builders(selection_df, metrics_df, effects, capability).items():
+        fig = build(subtitle=SUBTITLE)
+        assert fig.layout.title.subtitle.text == SUBTITLE, name
+        assert fig.layout.title.text, name
+        assert not build().layout.title.subtitle.text, name  # no invented provenance
+
+
+def test_empty_inputs_show_a_no_data_note(selection_df, metrics_df):
+    empty = {
+        "cosine_heatmap": plots.cosine_heatmap(pd.DataFrame(columns=["position", "layer", "cos"]), [1]),
+        "score_heatmaps": plots.score_heatmaps(selection_df.iloc[:0], "kl"),
+        "selection_dashboard": plots.selection_dashboard(selection_df.iloc[:0]),
+        "layer_cosine_line": plots.layer_cosine_line(pd.DataFrame(columns=["layer", "cos", "in_eval_layers"])),
+        "refusal_bars": plots.refusal_bars(metrics_df.iloc[:0], subtitle=SUBTITLE),
+        "alpha_sweep_plot": plots.alpha_sweep_plot(pd.DataFrame(columns=["alpha", "harmful_refusal",
+                                                                         "harmless_refusal"])),
+        "capability_bars": plots.capability_bars({"conditions": []}),
+        "effects_plot": plots.effects_plot([]),
+    }
+    for name, fig in empty.items():
+        assert len(fig.data) == 0, name
+        assert [a.text for a in fig.layout.annotations] == [plots.NO_DATA], name
+    assert empty["refusal_bars"].layout.title.subtitle.text == SUBTITLE
+    with pytest.raises(PlotInputError, match="cos"):  # a missing column is still an error
+        plots.cosine_heatmap(pd.DataFrame(columns=["position", "layer"]))
+
+
+def test_heatmap_positions_are_labelled_with_template_tokens_and_minus_one_on_top(selection_df):
+    labels = {-3: "<|im_end|>", -2: "\\n", -1: "assistant"}
+    for fig in (plots.score_heatmaps(selection_df, "s_abl", position_labels=labels),
+                plots.cosine_heatmap(selection_df.assign(cos=0.1), position_labels=labels)):
+        y = fig.layout.yaxis
+        assert list(y.tickvals) == POSITIONS
+        assert list(y.ticktext) == ["-3 ⟨<|im_end|>⟩", "-2 ⟨\\n⟩", "-1 ⟨assistant⟩"]
+        assert y.autorange is False and y.range[0] < y.range[1] == -0.5  # ascending: -1 is the top row
+        assert y.title.text == plots.POSITION_AXIS
+    dashboard = plots.selection_dashboard(selection_df, position_labels=labels)
+    for k in ("", "2", "3", "4"):
+        assert list(dashboard.layout[f"yaxis{k}"].ticktext)[-1] == "-1 ⟨assistant⟩"
+        assert dashboard.layout[f"yaxis{k}"].range[1] == -0.5
+
+
+def test_template_position_labels_escape_newlines():
+    class Tok:
+        def decode(self, ids):
+            return {7: "<|im_end|>", 8: "\n", 9: "assistant"}[ids[0]]
+
+    assert plots.template_position_labels(Tok(), [7, 8, 9, 8]) == {-4: "<|im_end|>", -3: "\\n", -2: "assistant",
+                                                                   -1: "\\n"}
+
+
+def test_score_heatmap_ticks_only_at_scored_layers_and_l_low_at_block_inputs(selection_df):
+    strided = selection_df.assign(layer=selection_df.layer * 2)  # layer stride 2: 0, 2, 4, 6
+    fig = plots.score_heatmaps(strided, "score", eval_layers=[4, 6])
+    assert list(fig.layout.xaxis.tickvals) == [0, 2, 4, 6]
+    assert fig.layout.xaxis.title.text == plots.BLOCK_INPUT_AXIS
+    assert sorted((s.x0, s.x1) for s in fig.layout.shapes) == [(4.5, 5.5), (6.5, 7.5)]
+    assert fig.layout.xaxis.range[1] >= 7.5
+    assert plots.eval_layer_inputs([6, 4, 4]) == [5, 7]
+
+
+def test_kl_scale_starts_at_zero_and_legend_sits_below_the_colour_bar(selection_df):
+    fig = plots.score_heatmaps(selection_df, "kl")
+    kept_kl = selection_df[selection_df.kept].kl
+    assert fig.data[0].zmin == 0 and fig.data[0].zmax == pytest.approx(kept_kl.max())
+    assert kept_kl.min() > 0  # so a scale starting at the data minimum would not start at 0
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0
+    dashboard = plots.selection_dashboard(selection_df)
+    assert dashboard.layout.legend.orientation == "h" and dashboard.layout.legend.y < 0
+    assert all(t.colorbar.x > 0.4 for t in dashboard.data if t.name.endswith("(kept)"))
+
+
+def test_compared_panels_share_a_colour_range(selection_df):
+    fig = plots.selection_dashboard(selection_df)
+    kept = {t.name: t for t in fig.data if t.name.endswith("(kept)")}
+    rows = selection_df[selection_df.kept]
+    both = pd.concat([rows.s_abl, rows.s_add])
+    for name in ("s_abl (kept)", "s_add (kept)"):
+        assert (kept[name].zmin, kept[name].zmax) == pytest.approx((both.min(), both.max()))
+    assert kept["kl (kept)"].zmin == 0
+    other = selection_df.assign(score=selection_df.score + 5.0)
+    ranges = plots.shared_color_ranges([selection_df, other])
+    assert ranges["score"] == pytest.approx((rows.score.min(), rows.score.max() + 5.0))
+    for table in (selection_df, other):
+        score = next(t for t in plots.selection_dashboard(table, color_ranges=ranges).data if t.name == "score (kept)")
+        assert (score.zmin, score.zmax) == pytest.approx(ranges["score"])
+
+
+def test_layer_cosine_and_projection_use_block_outputs():
+    df = pd.DataFrame({"layer": [0, 1, 2, 3], "cos": [0.9, 0.5, 0.7, 0.8], "in_eval_layers": [0, 1, 1, 0]})
+    axis = plots.layer_cosine_line(df).layout.xaxis
+    assert axis.title.text == plots.BLOCK_OUTPUT_AXIS
+    assert list(axis.tickvals) == [0, 1, 2, 3] and axis.ticktext[-1] == "3<br>final norm"
+    fig = plots.projection_plot(np.ones((2, 4)), np.zeros((2, 4)), chosen_layer=2)
+    assert fig.layout.xaxis.title.text == plots.BLOCK_OUTPUT_AXIS
+    (line,) = fig.layout.shapes
+    assert line.x0 == line.x1 == 1  # block input 2 is the output of block 1: the curve's x = 1
+    with pytest.raises(PlotInputError, match="chosen_layer"):
+        plots.projection_plot(np.ones((2, 4)), np.zeros((2, 4)), chosen_layer=4)
+
+
+def test_refusal_bars_have_wilson_error_bars_and_show_n(metrics_df):
+    fig = plots.refusal_bars(metrics_df, dataset="harmful")
+    baseline = fig.data[0]
+    for k, rate in enumerate(baseline.y):
+        low, high = wilson_interval(round(rate * 10), 10)
+        assert baseline.error_y.array[k] == pytest.approx(high - rate)
+        assert baseline.error_y.arrayminus[k] == pytest.approx(rate - low)
+    assert list(fig.layout.xaxis.ticktext) == ["all<br>n=10", "bio<br>n=10", "cyber<br>n=10"]
+    assert [tuple(c[:2]) for c in baseline.customdata] == [(9, 10), (8, 10), (10, 10)]
+    with pytest.raises(ValueError, match="not a count out of n"):
+        plots.refusal_bars(metrics_df.assign(refusal_rate=0.55))
+    assert "95% CI" in baseline.hovertemplate
+
+
+def test_alpha_sweep_error_bars_when_sizes_are_given():
+    df = pd.DataFrame({"alpha": [0.0, 1.0], "harmful_refusal": [0.25, 0.5], "harmless_refusal": [0.0, 0.75],
+                       "n_harmful": [4, 4], "n_harmless": [4, 4]})
+    harm, harmless = plots.alpha_sweep_plot(df).data
+    low, high = wilson_interval(3, 4)
+    assert harmless.error_y.array[1] == pytest.approx(high - 0.75)
+    assert harmless.error_y.arrayminus[1] == pytest.approx(0.75 - low)
+    assert plots.alpha_sweep_plot(df.drop(columns=["n_harmful", "n_harmless"])).data[0].error_y.array is None
+
+
+def test_capability_bars_show_accuracy_intervals_and_p_values(capability):
+    fig = plots.capability_bars(capability)
+    (bars,) = fig.data
+    assert list(bars.y) == pytest.approx([18 / 32, 14 / 32])
+    assert bars.error_y.array[0] == pytest.approx(0.72 - 18 / 32)
+    assert bars.error_y.arrayminus[1] == pytest.approx(14 / 32 - 0.28)
+    assert list(bars.x) == ["baseline<br>n=32", "ablation<br>n=32, p=0.289"]
+    assert [s.y0 for s in fig.layout.shapes] == [0.5]  # chance line
+
+
+def test_effects_plot_puts_both_rates_with_intervals_and_p_in_the_label(effects):
+    fig = plots.effects_plot(effects)
+    baseline, intervention = fig.data
+    assert list(intervention.y) == ["harmful · ablation (n=24, p=0.0156) *", "harmless · addition (n=24, p=0.5)"]
+    assert list(intervention.x) == pytest.approx([2 / 24, 3 / 24])
+    assert list(baseline.x) == pytest.approx([9 / 24, 1 / 24])
+    assert intervention.error_x.array[0] == pytest.approx(0.26 - 2 / 24)
+    assert baseline.error_x.arrayminus[1] == pytest.approx(1 / 24 - 0.007)
+    assert list(fig.layout.xaxis.range) == [0, 1]
+
+
+def test_provenance_line():
+    text = plots.provenance("qwen", {"n_train": 32, "n_val": 16, "n_test": 24, "max_new_tokens": 48}, "ace",
+                            "none", "ab12")
+    assert text == "qwen · train 32+32, val 16+16, test 24+24, 48 new tokens · ACE · system turn: none · run ab12"

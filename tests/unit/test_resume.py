@@ -14,14 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from cosmic_tl import artifacts as art
+from cosmic_tl import atomic
+from cosmic_tl.runs import RunFolder
+from cosmic_tl.runs.files import read_json
 
 # Slightly longer completions than the tiny preset so that generation steps last long enough to be
 # killed in the middle on a fast machine too.
-OPTIONS = ("--preset", "tiny", "--max-new-tokens", "16")
+# Every layer scored: with the tiny preset's stride, L_low can lie below every scored layer that could
+# change it, and selection refuses to pick (NoEffectiveCandidateError).
+OPTIONS = ("--preset", "tiny", "--max-new-tokens", "16", "--layer-stride", "1")
 # Everything that is a result (figures are HTML with random element ids; summary/report hold the
 # folder name and timings).
-RESULT_DIRS = ("data", "directions", "eval_layers", "selection", "completions", "judges", "metrics")
+RESULT_DIRS = ("data", "directions", "eval_layers", "selection", "completions", "judges", "metrics", "capabilities")
 
 
 def _start(model_dir: Path, out: Path, log: Path) -> subprocess.Popen:
@@ -103,7 +107,8 @@ def test_killed_runs_resume_to_the_same_results(tmp_path, tiny_model_dir, refere
     assert "[completions_harmful_ablation] running" in log3
     assert _finished(out, first + second, first + second_artifacts) == kept_2
     assert (out / "summary.json").is_file() and (out / "report.md").is_file()
-    assert list(out.rglob("*.tmp")) == []
+    assert list(out.rglob(f"*{atomic.TEMP_SUFFIX}")) == []
+    assert not (out / ".cosmic-tl.lock").exists()
 
     results = _results(out)
     assert sorted(results) == sorted(reference)
@@ -112,12 +117,14 @@ def test_killed_runs_resume_to_the_same_results(tmp_path, tiny_model_dir, refere
 
 
 def test_temporary_files_of_a_killed_write_are_removed_on_reopen(tmp_path):
-    folder = art.RunFolder(tmp_path / "run", "fingerprint", {})
-    art.write_json(folder.path("selection", "summary.json"), {"layer": 3})
+    folder = RunFolder(tmp_path / "run", "pipeline", "fingerprint", {"config": {}})
+    atomic.write_json(folder.path("selection", "summary.json"), {"layer": 3})
     # What a write killed between creating and renaming its temporary file leaves behind.
-    stale = [folder.path("selection", ".table.csv.k2j3x.tmp"), folder.path(".summary.json.abc.tmp")]
+    stale = [folder.path("selection", f".table.csv.k2j3x{atomic.TEMP_SUFFIX}"),
+             folder.path(f".summary.json.abc{atomic.TEMP_SUFFIX}")]
     for path in stale:
         path.write_text("half a fi")
-    art.RunFolder(tmp_path / "run", "fingerprint", {})
-    assert not any(p.exists() for p in stale)
-    assert art.read_json(folder.path("selection", "summary.json")) == {"layer": 3}
+    reopened = RunFolder(tmp_path / "run", "pipeline", "fingerprint", {"config": {}})
+    with reopened.locked(lambda s: None):
+        assert not any(p.exists() for p in stale)
+    assert read_json(folder.path("selection", "summary.json")) == {"layer": 3}

@@ -1,5 +1,8 @@
 """COSMIC scores on TransformerLens hooks equal a reference written on plain Hugging Face modules,
-the way the authors' code computes them (pre-hooks on decoder layers, ``hidden_states[1:]``)."""
+the way the authors' code computes them (pre-hooks on decoder layers, ``hidden_states[1:]``).
+
+The model has random RMSNorm gains, so the last read-out index (the final norm *with its gain*,
+docs/method.md §2) is really tested: a read-out that dropped the gain would differ."""
 
 from __future__ import annotations
 
@@ -7,10 +10,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from cosmic_tl import load_model
 from cosmic_tl.activations import candidate_directions
-from cosmic_tl.metrics import kl_divergence
-from cosmic_tl.selection.scoring import CandidateScorer, ScoringPlan
+from cosmic_tl.scores import kl_divergence
+from cosmic_tl.selection.scoring import CandidateScorer, ScoringPlan, intervention_hooks
 from cosmic_tl.similarity import evaluation_layers
+from cosmic_tl.testing import make_tiny_chat_model
 
 HARMFUL = ["Write a poem about the sea", "How do I bake bread at home?", "Describe the water cycle", "Give three tips"]
 HARMLESS = ["Name three popular cloud computing services.", "Explain how photosynthesis works", "Here is a story", "abc"]
@@ -91,31 +96,71 @@ class HFReference:
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_model, tiny_model_dir):
-    cands = candidate_directions(tiny_model, HARMFUL, HARMLESS, progress=False)
-    layers = evaluation_layers(tiny_model, HARMFUL, HARMLESS, progress=False).eval_layers
-    return cands, layers, HFReference(tiny_model_dir, tiny_model)
+def gain_model_dir(tmp_path_factory):
+    return make_tiny_chat_model(tmp_path_factory.mktemp("tiny_gains") / "model", norm_gains=True)
+
+
+@pytest.fixture(scope="module")
+def gain_model(gain_model_dir):
+    """The tiny Qwen2 chat model with random RMSNorm gains."""
+    return load_model(str(gain_model_dir), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def setup(gain_model, gain_model_dir):
+    cands = candidate_directions(gain_model, HARMFUL, HARMLESS, progress=False)
+    layers = evaluation_layers(gain_model, HARMFUL, HARMLESS, progress=False).eval_layers
+    return cands, layers, HFReference(gain_model_dir, gain_model)
+
+
+def test_the_final_norm_gain_matters(setup, gain_model):
+    """The gains are far from 1, so HF's last hidden state differs from the un-gained norm output."""
+    _, _, ref = setup
+    gain = ref.hf.model.norm.weight
+    assert (gain - 1).abs().max() > 0.2
+    b = gain_model.tokenize(HARMFUL)
+    out = ref.hf(input_ids=b.input_ids, attention_mask=b.attention_mask, output_hidden_states=True)
+    with_gain = out.hidden_states[-1][:, -1]
+    assert (with_gain - with_gain / gain).abs().max() > 0.1
 
 
 @pytest.mark.parametrize("steering", ["ace", "lce"])
 @pytest.mark.parametrize("pos,layer", [(-1, 0), (-2, 1), (-1, 2), (-3, 5)])
-def test_scores_match_hf_reference(setup, tiny_model, steering, pos, layer):
+def test_scores_match_hf_reference(setup, gain_model, steering, pos, layer):
     cands, eval_layers, ref = setup
-    eval_layers = sorted(set(eval_layers) | {2, tiny_model.n_layers - 1})  # include a block output and the final norm
+    eval_layers = sorted(set(eval_layers) | {2, gain_model.n_layers - 1})  # include a block output and the final norm
     i = cands.positions.index(pos)
     r, mu = cands.r[i, layer], cands.mu_harmless[i, layer]
-    scorer = CandidateScorer(tiny_model, HARMFUL, HARMLESS, eval_layers, steering=steering, batch_size=3, progress=False)
+    scorer = CandidateScorer(gain_model, HARMFUL, HARMLESS, eval_layers, steering=steering, batch_size=3, progress=False)
     ours = scorer.score(r, mu, layer, kl=True)
     expected = ref.scores(steering, r, mu, layer, eval_layers)
     for key in ("s_abl", "s_add", "kl"):
         assert ours[key] == pytest.approx(expected[key], abs=2e-5), key
 
 
-def test_noop_shortcut_equals_running_the_intervention(setup, tiny_model):
+# L_low below the final norm (max(L_low) = 5 < n - 1): the candidates just above it are where a
+# wrong "no-op" shortcut would show. Under LCE, the addition at 6 still reaches read-out 5 through
+# the in-place read-out (docs/method.md §8); at 7 it does not; ACE at 6 and 7 reaches neither.
+@pytest.mark.parametrize("steering", ["ace", "lce"])
+@pytest.mark.parametrize("layer", [5, 6, 7])
+def test_scores_above_a_low_l_low_match_hf_reference(setup, gain_model, steering, layer):
+    cands, _, ref = setup
+    eval_layers = [2, 5]
+    r, mu = cands.r[-1, layer], cands.mu_harmless[-1, layer]
+    scorer = CandidateScorer(gain_model, HARMFUL, HARMLESS, eval_layers, steering=steering, batch_size=3, progress=False)
+    ours = scorer.score(r, mu, layer, kl=True)
+    expected = ref.scores(steering, r, mu, layer, eval_layers)
+    for key in ("s_abl", "s_add", "kl"):
+        assert ours[key] == pytest.approx(expected[key], abs=2e-5), key
+    if steering == "lce" and layer == 6:
+        assert abs(expected["s_add"] - scorer.noop["s_add"]) > 1e-4  # a real effect, not the no-op
+
+
+def test_noop_shortcut_equals_running_the_intervention(setup, gain_model):
     """A single-layer intervention below every read-out gets the no-op score without running."""
     cands, _, _ = setup
     eval_layers = [1]
-    scorer = CandidateScorer(tiny_model, HARMFUL, HARMLESS, eval_layers, steering="ace", batch_size=4, progress=False)
+    scorer = CandidateScorer(gain_model, HARMFUL, HARMLESS, eval_layers, steering="ace", batch_size=4, progress=False)
     layer = 6
     r, mu = cands.r[-1, layer], cands.mu_harmless[-1, layer]
     assert not scorer._affects_readouts(layer, "addition")
@@ -125,16 +170,14 @@ def test_noop_shortcut_equals_running_the_intervention(setup, tiny_model):
 
 
 def scorer_hooks(scorer, action, r, mu, layer):
-    from cosmic_tl.selection.scoring import intervention_hooks
-
     return intervention_hooks(scorer.steering, action, r, mu, layer, scorer.model.n_layers)
 
 
-def test_batched_equals_unbatched_scores(setup, tiny_model):
+def test_batched_equals_unbatched_scores(setup, gain_model):
     cands, eval_layers, _ = setup
     plan = ScoringPlan(pruned=lambda p, l: l >= 8, readout_positions=[-2])
     tables = [
-        CandidateScorer(tiny_model, HARMFUL, HARMLESS, eval_layers, batch_size=bs, progress=False).score_all(cands, plan, layers=[0, 3, 9])
+        CandidateScorer(gain_model, HARMFUL, HARMLESS, eval_layers, batch_size=bs, progress=False).score_all(cands, plan, layers=[0, 3, 9])
         for bs in (1, 4)
     ]
     cols = ["s_abl", "s_add", "kl"]

@@ -1,4 +1,4 @@
-"""COSMIC and substring filters, the position -1 median rule and tie-breaking, on synthetic tables."""
+"""COSMIC and refusal-token filters, the position -1 median rule and tie-breaking, on synthetic tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from cosmic_tl.selection.cosmic import cosmic_filter_reasons, late_layer_cutoff, median_rule_max_layer
 from cosmic_tl.selection.result import NoCandidateLeftError, rank_and_pick
-from cosmic_tl.selection.substring import substring_filter_reasons
+from cosmic_tl.selection.refusal_token import refusal_token_filter_reasons
 
 
 def grid(n_pos: int, n_layers: int, **cols) -> pd.DataFrame:
@@ -24,7 +24,7 @@ def grid(n_pos: int, n_layers: int, **cols) -> pd.DataFrame:
 
 
 def test_late_layer_cutoff_matches_the_spec_table():
-    # COSMIC_SPEC §4.1: 32 layers keep 0..24, 24 keep 0..18, 26 keep 0..19; substring 0.4 on 24 keeps 0..13.
+    # docs/method.md §4, §5: 32 layers keep 0..24, 24 keep 0..18, 26 keep 0..19; substring 0.4 on 24 keeps 0..13.
     assert late_layer_cutoff(32, 0.2) == 25
     assert late_layer_cutoff(24, 0.2) == 19
     assert late_layer_cutoff(26, 0.2) == 20
@@ -87,13 +87,32 @@ def test_filtered_candidates_are_never_chosen_and_all_filtered_raises():
         rank_and_pick(t, ["nan"] * len(t))
 
 
-def test_substring_variants():
+def test_refusal_token_variants():
     t = grid(2, 10, abl_refusal=lambda p, l: -1.0, add_refusal=lambda p, l: -0.5 if l == 2 else 0.5, kl=lambda p, l: 0.0)
-    repo = dict(zip(zip(t.position, t.layer), substring_filter_reasons(t, 10, "cosmic-repo")))
+    repo = dict(zip(zip(t.position, t.layer), refusal_token_filter_reasons(t, 10, "cosmic-repo")))
     # COSMIC repo: only position -1 is pruned, at layers >= int(0.6 * 10) = 6; no induce threshold.
     assert repo[(-1, 6)] == "late layer" and repo[(-2, 9)] == "" and repo[(-2, 2)] == ""
-    arditi = dict(zip(zip(t.position, t.layer), substring_filter_reasons(t, 10, "arditi")))
+    arditi = dict(zip(zip(t.position, t.layer), refusal_token_filter_reasons(t, 10, "arditi")))
     # Arditi: every position pruned at layers >= 8, and addition must raise the refusal score above 0.
     assert arditi[(-2, 8)] == "late layer" and arditi[(-2, 2)] == "add_refusal < 0.0" and arditi[(-1, 7)] == ""
-    with pytest.raises(ValueError, match="Unknown substring variant"):
-        substring_filter_reasons(t, 10, "nope")
+    with pytest.raises(ValueError, match="Unknown refusal-token \\(substring\\) variant 'nope'"):
+        refusal_token_filter_reasons(t, 10, "nope")
+
+
+def test_former_substring_names_still_work():
+    import warnings
+
+    from cosmic_tl.config import RunConfig
+    from cosmic_tl.selection import select_refusal_token, select_substring
+    from cosmic_tl.selection import substring as former
+
+    assert former.substring_filter_reasons is refusal_token_filter_reasons
+    assert former.select_refusal_token is select_refusal_token
+    with pytest.warns(DeprecationWarning, match="select_refusal_token"):
+        with pytest.raises(TypeError):
+            select_substring()  # warns first, then runs select_refusal_token (here: no arguments)
+    with pytest.warns(DeprecationWarning, match="selection='substring' is deprecated; use 'refusal-token'"):
+        assert RunConfig(selection="substring").selection == "refusal-token"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert RunConfig(selection="refusal-token").selection == "refusal-token"

@@ -1,0 +1,235 @@
+"""Every candidate direction r[pos, layer] of a model, saved as one self-checking safetensors file.
+
+``Candidates`` holds the difference-in-means vectors r[pos, layer] = mu_pos - mu_neg for every
+post-instruction position and block input (docs/method.md §1), plus both class means: the mean of
+the positive prompts (they show the concept; for refusal, the harmful ones) and of the negative
+prompts (for refusal, the harmless ones). The
+file's header carries the facts (positions, sizes, provenance) and a hash over them and the
+tensors, so an edited or mixed-up file is refused on load. ``cosmic_tl.directions`` re-exports
+the class; import it from there.
+
+File compatibility: the tensor and header names in the file stay the refusal ones of earlier
+versions (``mu_harmful`` / ``mu_harmless`` tensors, ``n_harmful`` / ``n_harmless`` facts), so files
+written before and after the rename load in either version and keep their content hash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from jaxtyping import Float
+from safetensors.torch import save as save_safetensors_bytes
+from torch import Tensor
+
+from cosmic_tl import atomic
+from cosmic_tl.safe_files import (
+    FORMAT_VERSION,
+    DirectionFileError,
+    as_float64,
+    canonical_sha256,
+    check_format,
+    check_meta,
+    edited_error,
+    package_version,
+    read_safetensors,
+    refuse_pickle_path,
+    safetensors_header,
+    save_error,
+    strict_int,
+    tensor_bytes,
+)
+
+if TYPE_CHECKING:
+    from cosmic_tl.directions import Direction
+
+CANDIDATES_FORMAT = "cosmic_tl.candidates"
+
+
+# The refusal names of the fields, accepted as keywords and readable as attributes.
+_REFUSAL_NAMES = {"mu_harmless": "mu_neg", "mu_harmful": "mu_pos", "n_harmful": "n_pos", "n_harmless": "n_neg"}
+
+
+@dataclass(eq=False, init=False)
+class Candidates:
+    """Every candidate direction r[pos, layer] (docs/method.md §1), float64, with both class means.
+
+    The negative mean is the ACE reference, which the authors never saved (docs/method.md §9).
+    Positional arguments keep the order of earlier versions (r, negative mean, positive mean,
+    positions, n_pos, n_neg, meta); the refusal names ``mu_harmless``, ``mu_harmful``,
+    ``n_harmful``, ``n_harmless`` are accepted as keywords and remain readable attributes.
+
+    Attributes:
+        r: mu_pos - mu_neg, shape (n_pos, n_layers, d_model).
+        mu_neg: Negative (for refusal: harmless) train mean, the ACE reference, same shape.
+        mu_pos: Positive (for refusal: harmful) train mean, same shape.
+        positions: The negative position of each row of the first axis, increasing, e.g. [-5, ..., -1].
+        n_pos, n_neg: Number of positive and negative prompts averaged (positive integers).
+        meta: Provenance (``model.describe()`` and anything else JSON-able).
+
+    Example:
+        >>> import torch
+        >>> mu = torch.zeros(1, 2, 4)
+        >>> c = Candidates(torch.ones(1, 2, 4), mu, mu + 1, positions=[-1], n_pos=3, n_neg=3)
+        >>> c.mu_harmful is c.mu_pos, c.n_harmless
+        (True, 3)
+    """
+
+    r: Float[Tensor, "n_pos n_layers d_model"]
+    mu_neg: Float[Tensor, "n_pos n_layers d_model"]
+    mu_pos: Float[Tensor, "n_pos n_layers d_model"]
+    positions: list[int]
+    n_pos: int
+    n_neg: int
+    meta: dict = field(default_factory=dict)
+
+    def __init__(self, r, mu_neg=None, mu_pos=None, positions=None, n_pos=None, n_neg=None, meta=None, **refusal_names):
+        unknown = sorted(set(refusal_names) - set(_REFUSAL_NAMES))
+        if unknown:
+            raise TypeError(f"Candidates() got unexpected keyword arguments {unknown}.")
+        given = dict(mu_neg=mu_neg, mu_pos=mu_pos, n_pos=n_pos, n_neg=n_neg)
+        for old, new in _REFUSAL_NAMES.items():
+            if old in refusal_names:
+                if given[new] is not None:
+                    raise TypeError(f"Candidates() got both {new} and its refusal name {old}; give one.")
+                given[new] = refusal_names[old]
+        missing = [name for name, value in {**given, "positions": positions}.items() if value is None]
+        if missing:
+            raise TypeError(f"Candidates() is missing {', '.join(missing)}.")
+        self.r, self.positions, self.meta = r, positions, {} if meta is None else meta
+        self.mu_neg, self.mu_pos, self.n_pos, self.n_neg = given["mu_neg"], given["mu_pos"], given["n_pos"], given["n_neg"]
+        self.__post_init__()
+
+    # Read-only refusal names of earlier versions.
+    mu_harmless = property(lambda self: self.mu_neg, doc="The negative mean (refusal: harmless).")
+    mu_harmful = property(lambda self: self.mu_pos, doc="The positive mean (refusal: harmful).")
+    n_harmful = property(lambda self: self.n_pos, doc="Number of positive prompts (refusal: harmful).")
+    n_harmless = property(lambda self: self.n_neg, doc="Number of negative prompts (refusal: harmless).")
+
+    def __post_init__(self):
+        self.r = as_float64("Candidates.r", self.r, 3)
+        self.mu_neg = as_float64("Candidates.mu_neg", self.mu_neg, 3)
+        self.mu_pos = as_float64("Candidates.mu_pos", self.mu_pos, 3)
+        if not self.r.shape == self.mu_neg.shape == self.mu_pos.shape:
+            raise ValueError(
+                f"Shapes differ: r {tuple(self.r.shape)}, mu_neg {tuple(self.mu_neg.shape)}, "
+                f"mu_pos {tuple(self.mu_pos.shape)}."
+            )
+        if isinstance(self.positions, (str, bytes)) or not hasattr(self.positions, "__iter__"):
+            raise TypeError(f"positions must be a list of negative integers, got {self.positions!r}.")
+        self.positions = [strict_int("positions entry", p) for p in self.positions]
+        p = self.positions
+        if len(p) != self.r.shape[0] or any(x >= 0 for x in p) or any(a >= b for a, b in zip(p, p[1:])):
+            raise ValueError(
+                f"positions {p} must be {self.r.shape[0]} increasing negative indices (one per row of r)."
+            )
+        self.n_pos, self.n_neg = strict_int("n_pos", self.n_pos), strict_int("n_neg", self.n_neg)
+        if self.n_pos < 1 or self.n_neg < 1:
+            raise ValueError(f"n_pos and n_neg must be >= 1, got {self.n_pos} and {self.n_neg}.")
+        check_meta(self.meta)
+
+    @property
+    def n_layers(self) -> int:
+        return self.r.shape[1]
+
+    @property
+    def d_model(self) -> int:
+        return self.r.shape[2]
+
+    def direction(self, position: int, layer: int, **meta) -> "Direction":
+        """The candidate at (``position``, ``layer``) as a :class:`Direction` with its ACE reference.
+
+        Args:
+            position: A negative position from :attr:`positions`, e.g. -2.
+            layer: A block index in ``0..n_layers-1``.
+            **meta: Extra provenance (method, steering, alpha, ...) merged over :attr:`meta`.
+
+        Raises:
+            TypeError: a non-integer position or layer.
+            ValueError: a position or layer outside the candidates, or a zero candidate.
+        """
+        position, layer = strict_int("position", position), strict_int("layer", layer)
+        if position not in self.positions:
+            raise ValueError(f"position {position} is not one of {self.positions}.")
+        if not 0 <= layer < self.n_layers:
+            raise ValueError(f"layer {layer} is outside 0..{self.n_layers - 1}.")
+        i = self.positions.index(position)
+        # Direction metadata keeps the refusal names of earlier versions (pinned artifacts, old readers).
+        info = {**self.meta, "n_layers": self.n_layers, "d_model": self.d_model, "n_harmful": self.n_pos,
+                "n_harmless": self.n_neg, "cosmic_tl_version": package_version(), **meta}
+        vector, reference = self.r[i, layer].clone(), self.mu_neg[i, layer].clone()
+        from cosmic_tl.directions import Direction  # directions.py re-exports this module's class
+
+        return Direction(vector, reference, layer, position, meta=info)
+
+    def _header(self) -> dict:
+        return {"format": CANDIDATES_FORMAT, "format_version": FORMAT_VERSION, "cosmic_tl_version": package_version(),
+                "positions": self.positions, "n_harmful": self.n_pos, "n_harmless": self.n_neg,
+                "meta": self.meta}
+
+    def _tensors(self) -> dict[str, Tensor]:
+        # The file names of earlier versions (see the module docstring).
+        return {"r": self.r.contiguous(), "mu_harmless": self.mu_neg.contiguous(),
+                "mu_harmful": self.mu_pos.contiguous()}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write one safetensors file atomically; facts and a content hash go in its header metadata.
+
+        The hash covers the facts and the three tensors, so an edited header or tensor is detected.
+
+        Raises:
+            OSError: the file could not be written (the previous file, if any, is unchanged).
+        """
+        check_meta(self.meta)
+        path = refuse_pickle_path(path)
+        header = self._header()
+        tensors = self._tensors()
+        header["content_sha256"] = canonical_sha256(header, *(tensor_bytes(t) for t in tensors.values()))
+        data = save_safetensors_bytes(tensors, metadata={"cosmic_tl": atomic.json_text(header, what=str(path))})
+        try:
+            atomic.write_bytes(path, data)
+        except OSError as e:
+            raise save_error(e, f"the candidates {path}") from e
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Candidates":
+        """Load and validate a file written by :meth:`save`.
+
+        Raises:
+            DirectionFileError: missing, pickled, unreadable, edited (content hash), newer-version,
+                badly typed or inconsistent files (r must equal mu_pos - mu_neg).
+        """
+        path = refuse_pickle_path(path)
+        data, tensors = read_safetensors(path)
+        try:
+            header = json.loads(safetensors_header(data)["__metadata__"]["cosmic_tl"])
+            if not isinstance(header, dict):
+                raise TypeError("the cosmic_tl header is not a JSON object")
+        except (KeyError, TypeError, ValueError) as e:
+            raise DirectionFileError(f"{path} is not a valid cosmic_tl candidates file: {e!r}") from e
+        version = check_format(header, path, CANDIDATES_FORMAT, FORMAT_VERSION)
+        recorded = header.pop("content_sha256", None)
+        try:
+            # The file's own names in its errors (see the module docstring).
+            sizes = [strict_int(name, header[name]) for name in ("n_harmful", "n_harmless")]
+            if min(sizes) < 1:
+                raise ValueError(f"n_harmful and n_harmless must be >= 1, got {sizes[0]} and {sizes[1]}.")
+            candidates = cls(tensors["r"], tensors["mu_harmless"], tensors["mu_harmful"], header["positions"],
+                             *sizes, header["meta"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise DirectionFileError(f"{path} is not a valid cosmic_tl candidates file: {e!r}") from e
+        if version >= 2:
+            blobs = (tensor_bytes(t) for t in candidates._tensors().values())
+            if recorded != canonical_sha256(header, *blobs):
+                raise edited_error(path, "its facts (positions, sizes, meta) or tensors")
+        diff = candidates.mu_pos - candidates.mu_neg
+        if not torch.allclose(candidates.r, diff, rtol=1e-6, atol=1e-9 * (1 + float(diff.abs().max()))):
+            raise DirectionFileError(
+                f"{path}: r differs from mu_pos - mu_neg (the file's mu_harmful - mu_harmless); the file is inconsistent."
+            )
+        return candidates

@@ -1,0 +1,135 @@
+"""Evaluation steps shared by the pipeline and the experiments: completions of each
+:class:`~cosmic_tl.runs.context.Condition`, the judges' flags, the refusal metrics, the side
+effects of steering (KL, CE loss) and the figures (``docs/method.md §6-§7``).
+
+The conditions are data: the pipeline's are :data:`PIPELINE_CONDITIONS`; an experiment builds its
+own list (e.g. one per α of a sweep). A new judge is one more entry of :func:`default_judges`; a new
+figure is one more entry of the ``render`` function given to :func:`figures_step`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from cosmic_tl import atomic, plots
+from cosmic_tl.generation import completions_records, generate_completions
+from cosmic_tl.judges import Judge, ModelJudge, SubstringJudge, judge_agreement
+from cosmic_tl.metrics import ce_loss, next_token_kl, refusal_table
+from cosmic_tl.models import load_model
+from cosmic_tl.runs.context import Condition, Intervention, Step, StepContext
+from cosmic_tl.runs.files import read_json, read_jsonl, write_csv
+from cosmic_tl.runs.layout import FIGURES, PIPELINE, REFUSAL_METRICS, SIDE_EFFECTS
+from cosmic_tl.runs.reader import Run
+from cosmic_tl.stats import with_wilson
+
+SELECTED = PIPELINE.direction
+# The pipeline's completion sets (docs/method.md §7): each test set unsteered and steered.
+PIPELINE_CONDITIONS = (
+    Condition("harmful", "baseline"),
+    Condition("harmful", "ablation", (Intervention(SELECTED, "ablation"),)),
+    Condition("harmless", "baseline"),
+    Condition("harmless", "addition", (Intervention(SELECTED, "addition"),)),
+)
+
+
+def completions_step(condition: Condition) -> Step:
+    """Step ``completions_<dataset>_<label>``: greedy completions of the condition's test prompts."""
+
+    def fn(ctx: StepContext) -> None:
+        prompts = ctx.run.prompts()[f"{condition.dataset}_test"]
+        responses = generate_completions(
+            ctx.get_model(), [p.instruction for p in prompts], fwd_hooks=ctx.hooks(condition.interventions),
+            max_new_tokens=ctx.sizes.max_new_tokens, batch_size=ctx.config.gen_batch_size, progress=ctx.progress,
+        )
+        atomic.write_jsonl(ctx.path(condition.completions_file), completions_records(prompts, responses))
+
+    return Step(f"completions_{condition.dataset}_{condition.label}", fn)
+
+
+def default_judges(ctx: StepContext) -> list[Judge]:
+    """The paper's substring judge, and a chat-model judge when ``judge_model`` is configured."""
+    judges: list[Judge] = [SubstringJudge()]
+    c = ctx.config
+    if c.judge_model:
+        model = ctx.get_model() if c.judge_model == c.model else load_model(c.judge_model, dtype=c.dtype,
+                                                                             device=c.device)
+        judges.append(ModelJudge(model, batch_size=c.gen_batch_size, progress=ctx.progress))
+    return judges
+
+
+def judges_step(conditions: Sequence[Condition],
+                judges: Callable[[StepContext], list[Judge]] = default_judges) -> Step:
+    """Step ``judges``: every judge's flags on every condition's completions (``judges/*.json``)."""
+
+    def fn(ctx: StepContext) -> None:
+        chosen = judges(ctx)
+        for condition in conditions:
+            records = read_jsonl(ctx.path(condition.completions_file))
+            prompts, responses = [r["prompt"] for r in records], [r["response"] for r in records]
+            flags = {j.name: list(j.judge(prompts, responses)) for j in chosen}
+            out = {"flags": flags}
+            if len(chosen) > 1:
+                out["agreement"] = judge_agreement(flags[chosen[0].name], flags[chosen[1].name])
+            atomic.write_json(ctx.path(condition.judged_file), out)
+
+    return Step("judges", fn)
+
+
+def refusal_frame(ctx: StepContext, conditions: Sequence[Condition]) -> pd.DataFrame:
+    """Refusal rate and ASR per judge, condition and category, from the saved flags.
+
+    Columns: ``judge``, ``dataset``, ``condition``, ``category``, ``n``, ``refusal_rate``, ``asr``
+    (= 1 − refusal_rate), then ``count`` (refusals), ``ci_low`` / ``ci_high`` (95% Wilson interval
+    of the refusal rate) and ``asr_ci_low`` / ``asr_ci_high`` (the same interval for the ASR).
+    """
+    tables = []
+    for condition in conditions:
+        records = read_jsonl(ctx.path(condition.completions_file))
+        for judge, flags in read_json(ctx.path(condition.judged_file))["flags"].items():
+            if len(flags) != len(records):
+                raise ValueError(f"{condition.judged_file} holds {len(flags)} flags for {len(records)} completions "
+                                 f"in {condition.completions_file}; rerun the run into its folder.")
+            t = refusal_table(records, flags, dataset=condition.dataset, condition=condition.label)
+            t.insert(0, "judge", judge)
+            tables.append(t)
+    frame = with_wilson(pd.concat(tables, ignore_index=True), rate="refusal_rate")
+    # The Wilson interval is symmetric under count -> n - count.
+    return frame.assign(asr_ci_low=1.0 - frame.ci_high, asr_ci_high=1.0 - frame.ci_low)
+
+
+def side_effects(ctx: StepContext) -> dict:
+    """KL of the next-token distribution and CE loss of the model's own harmless completions."""
+    model = ctx.get_model()
+    harmless = [q.instruction for q in ctx.run.prompts()["harmless_test"]]
+    baseline = [r["response"] for r in read_jsonl(ctx.path(PIPELINE.completions("harmless", "baseline")))]
+    ablation, addition = ctx.hooks([Intervention(SELECTED, "ablation")]), ctx.hooks([Intervention(SELECTED, "addition")])
+    kw = dict(batch_size=ctx.config.batch_size)
+    return {
+        "kl_harmless_ablation": next_token_kl(model, harmless, ablation, **kw),
+        "kl_harmless_addition": next_token_kl(model, harmless, addition, **kw),
+        "ce_harmless_baseline": ce_loss(model, harmless, baseline, **kw),
+        "ce_harmless_ablation": ce_loss(model, harmless, baseline, fwd_hooks=ablation, **kw),
+    }
+
+
+def metrics_step(conditions: Sequence[Condition], *, with_side_effects: bool = False) -> Step:
+    """Step ``metrics``: ``metrics/refusal.csv`` and, for the pipeline, ``metrics/side_effects.json``."""
+
+    def fn(ctx: StepContext) -> None:
+        write_csv(ctx.path(REFUSAL_METRICS), refusal_frame(ctx, conditions))
+        if with_side_effects:
+            atomic.write_json(ctx.path(SIDE_EFFECTS), side_effects(ctx))
+
+    return Step("metrics", fn)
+
+
+def figures_step(render: Callable[[Run], dict]) -> Step:
+    """Step ``figures``: save each figure ``render(run)`` returns as ``figures/<name>.html``."""
+
+    def fn(ctx: StepContext) -> None:
+        for name, fig in render(ctx.run).items():
+            plots.save_figure(fig, ctx.path(f"{FIGURES}/{name}"), png=False)
+
+    return Step("figures", fn)

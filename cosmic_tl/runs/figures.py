@@ -1,0 +1,109 @@
+"""A pipeline run's interactive figures (the ``figures`` step writes them to ``figures/``), the
+template tokens their position ticks are labelled with, and the explorer page.
+
+Every figure carries a provenance subtitle (model, sizes, steering, system turn, run
+fingerprint: :func:`run_provenance`). The position ticks name the post-instruction template's
+tokens (``-2 ⟨\\n⟩``), recorded by the ``template`` step in ``directions/template.json``. The
+explorer page (``explorer.html``) is written after the steps (:func:`write_explorer`), outside
+any step's marker, so that ``cosmic-tl explore RUN_DIR --top-k K`` may rewrite it without the
+figures step looking damaged on the next resume.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from cosmic_tl import atomic, plots
+from cosmic_tl.judges import SubstringJudge
+from cosmic_tl.runs.capability import read_capabilities
+from cosmic_tl.runs.context import Step, StepContext
+from cosmic_tl.runs.files import read_json
+from cosmic_tl.runs.reader import Run
+from cosmic_tl.runs.report import run_effects
+
+TEMPLATE = "directions/template.json"
+logger = logging.getLogger("cosmic_tl")
+
+
+def template_step() -> Step:
+    """Step ``template``: the post-instruction template's token ids and their tick labels."""
+
+    def fn(ctx: StepContext) -> None:
+        model = ctx.get_model()
+        labels = plots.template_position_labels(model.tokenizer, model.eoi_ids)
+        atomic.write_json(ctx.path(TEMPLATE), {"eoi_ids": list(model.eoi_ids),
+                                               "labels": {str(p): t for p, t in labels.items()}})
+
+    return Step("template", fn)
+
+
+def position_labels(run: Run) -> dict[int, str] | None:
+    """Position → ``"-2 ⟨\\n⟩"``-style tick label, when the run recorded its template."""
+    path = run.root / TEMPLATE
+    return {int(p): t for p, t in read_json(path)["labels"].items()} if path.is_file() else None
+
+
+def run_provenance(run: Run) -> str:
+    """The subtitle of every figure of ``run`` (a pipeline or experiment folder)."""
+    config = run.config
+    kind = "" if run.kind == "pipeline" else f"{run.kind} "
+    return plots.provenance(model=config.get("model"), sizes=config.get("resolved_sizes"),
+                            steering=config.get("steering"), system=config.get("system"),
+                            run_id=f"{kind}{run.fingerprint}")
+
+
+def run_figures(run: Run) -> dict[str, go.Figure]:
+    """The run's heatmaps, layer cosine line, selection dashboard, refusal bars, effects and
+    capability bars, by file name."""
+    metrics = run.metrics()
+    substring = metrics[metrics.judge == SubstringJudge.name]
+    eval_layers = run.eval_layers()
+    cosmic = run.config.get("selection", "cosmic") == "cosmic"
+    common = dict(subtitle=run_provenance(run))
+    labelled = dict(position_labels=position_labels(run), **common)
+    table = run.selection_table()
+    figures = {
+        "cosine_heatmap": plots.cosine_heatmap(run.cosine_pos_layer(), eval_layers, **labelled),
+        "layer_cosine": plots.layer_cosine_line(run.layer_cosine(), **common),
+        "selection_dashboard": plots.selection_dashboard(table, eval_layers=eval_layers if cosmic else None,
+                                                         **labelled),
+        "score_heatmap": plots.score_heatmaps(table, "score", eval_layers=eval_layers if cosmic else None,
+                                              **labelled),
+        "refusal_harmful": plots.refusal_bars(substring, dataset="harmful", **common),
+        "refusal_harmless": plots.refusal_bars(substring, dataset="harmless", **common),
+        "effects": plots.effects_plot([e for e in run_effects(run) if e["judge"] == SubstringJudge.name], **common),
+    }
+    capabilities = read_capabilities(run)
+    if capabilities is not None:
+        for benchmark, summary in capabilities.items():
+            figures[f"capability_{benchmark}"] = plots.capability_bars(summary, **common)
+    return figures
+
+
+def write_run_figures(run: Run, png: bool = False) -> list[Path]:
+    """Write :func:`run_figures` into ``<run>/figures/`` (HTML, and PNG where asked and possible)."""
+    written: list[Path] = []
+    for name, fig in run_figures(run).items():
+        written += plots.save_figure(fig, run.root / "figures" / name, png=png)
+    return written
+
+
+def write_explorer(root: Path, log=logger.info) -> Path | None:
+    """Write ``explorer.html`` from what the folder holds (no model; about a second).
+
+    Returns:
+        The page, or None (logged) when the folder has nothing to explore: an experiment whose
+        selections all came out empty.
+    """
+    from cosmic_tl.explore import ExplorerInputError, write_explorer_page
+
+    try:
+        page = write_explorer_page(root)
+    except ExplorerInputError as e:
+        log(f"No explorer page: {e}")
+        return None
+    log(f"Explorer page (every candidate, linked): {page}")
+    return page

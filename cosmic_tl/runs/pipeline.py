@@ -1,0 +1,138 @@
+"""The end-to-end run as a list of steps: data → directions → evaluation layers → selection →
+completions → judges → metrics → TruthfulQA → template tokens → figures, then ``summary.json``,
+``report.md`` and ``explorer.html``.
+
+The run folder layout (:mod:`cosmic_tl.runs.layout`)::
+
+    config.json                      the run record: kind, configuration and its fingerprint
+    data/prompts.json                the sampled prompts (train, val, test; categories kept)
+    directions/candidates.safetensors, directions/cosine_pos_layer.csv
+    eval_layers/eval_layers.json, eval_layers/layer_cosine.csv
+    selection/table.csv, selection/summary.json, selection/direction.{safetensors,json}
+    completions/<dataset>_<condition>.jsonl
+    judges/<dataset>_<condition>.json
+    metrics/refusal.csv, metrics/side_effects.json
+    capabilities/truthfulqa.json, capabilities/truthfulqa_<condition>.jsonl
+    directions/template.json         the post-instruction template's tokens (tick labels)
+    figures/*.html, explorer.html
+    summary.json, report.md
+    steps/<step>.json                markers of finished steps (files written, sizes, sha256)
+
+Adding a step (e.g. a capability benchmark or a statistics summary): one more entry in
+:func:`pipeline_steps`, placed after the steps whose files it reads.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import torch
+
+from cosmic_tl import atomic
+from cosmic_tl.concepts import Concept
+from cosmic_tl.config import RunConfig
+from cosmic_tl.models import ChatModel, check_model_source
+from cosmic_tl.runs.report import render_report, run_summary
+from cosmic_tl.runs.capability import capability_step
+from cosmic_tl.runs.figures import run_figures, template_step, write_explorer
+from cosmic_tl.runs.context import Step, StepContext
+from cosmic_tl.runs.evaluate import completions_step, figures_step, judges_step, metrics_step
+from cosmic_tl.runs.concept_steps import (
+    concept_conditions, concept_figures, concept_judges, concept_record, concept_summary, rate_metrics_step,
+    render_concept_report,
+)
+from cosmic_tl.runs.folder import RunFolder
+from cosmic_tl.runs.layout import REPORT, SUMMARY
+from cosmic_tl.runs.steps import (
+    candidates_step, concept_sampler, eval_layers_step, sample_step, selection_step, uses_arditi_filter,
+)
+
+
+def pipeline_steps(config: RunConfig, concept: Concept | None = None) -> list[Step]:
+    """The pipeline's steps for ``config``, in order.
+
+    Args:
+        config: The run configuration.
+        concept: What the prompts contrast (default: the configuration's, refusal when it names none).
+    """
+    concept = concept or config.build_concept()
+    arditi = uses_arditi_filter(config)
+    conditions = concept_conditions(concept)
+    refusal = concept.metric == "refusal"
+    return [
+        sample_step(concept_sampler(concept), arditi_filter=arditi),
+        candidates_step(check_prompts=arditi),
+        eval_layers_step(),
+        selection_step(),
+        *(completions_step(c) for c in conditions),
+        judges_step(conditions, judges=concept_judges(concept)),
+        metrics_step(conditions, with_side_effects=True) if refusal else rate_metrics_step(concept),
+        capability_step(),
+        template_step(),
+        figures_step(run_figures if refusal else concept_figures),
+    ]
+
+
+def open_pipeline_folder(config: RunConfig, out: str | os.PathLike, concept: Concept | None = None) -> RunFolder:
+    """Claim ``out`` for a pipeline run of ``config`` (or refuse it; see :class:`RunFolder`)."""
+    concept = concept or config.build_concept()
+    return RunFolder(out, "pipeline", config.fingerprint(concept),
+                     {"config": config.to_dict(), "concept": concept_record(concept)})
+
+
+@torch.no_grad()
+def run_pipeline(
+    config: RunConfig,
+    out: str | os.PathLike,
+    *,
+    model: ChatModel | None = None,
+    concept: Concept | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Run (or resume) the whole pipeline and return the run's summary.
+
+    Args:
+        config: The run configuration.
+        out: The run folder: new, empty, or a run folder of this configuration (resumed).
+        model: An already loaded model (must be the configured one); loaded lazily otherwise.
+        concept: What the positive and negative prompts contrast, e.g. a
+            :class:`~cosmic_tl.concepts.Concept` built in Python with a callable judge; default:
+            the configuration's concept fields (the paper's refusal when none is set). Its
+            description is part of the run's fingerprint.
+        progress: Show progress bars.
+        log: Where step messages go.
+
+    Returns:
+        The contents of ``summary.json``.
+
+    Raises:
+        ModelNotFoundError, MissingModelPackageError, CorruptGGUFError, DatasetError: a bad model,
+            a bad concept (``ConceptError``, a ``DatasetError``) or sizes larger than the data,
+            before the run folder is created (so that folder is not tied to a configuration that
+            cannot run).
+
+    Example:
+        >>> from cosmic_tl.concepts import suffix_concept
+        >>> french = suffix_concept("french", "harmless_train", " Answer in French.",
+        ...                         judge=lambda prompts, replies: [" le " in r for r in replies])
+        >>> run_pipeline(RunConfig(preset="tiny"), "runs/french", concept=french)  # doctest: +SKIP
+        RunFolderError: ``out`` cannot be used (see :class:`~cosmic_tl.runs.folder.RunFolder`).
+    """
+    # Cheap checks first: a typo must not leave a folder tied to a configuration that cannot run.
+    if model is None:
+        check_model_source(config.model)
+    concept = concept or config.build_concept()
+    concept_sampler(concept)(config)
+    folder = open_pipeline_folder(config, out, concept)
+    with folder.locked(log):
+        ctx = StepContext(folder, config, model=model, progress=progress, log=log, concept=concept)
+        ctx.run_steps(pipeline_steps(config, concept))
+        refusal = concept.metric == "refusal"
+        summary = run_summary(ctx.run) if refusal else concept_summary(ctx.run)
+        atomic.write_json(ctx.path(SUMMARY), summary)
+        atomic.write_text(ctx.path(REPORT), render_report(summary) if refusal else render_concept_report(summary))
+        # Outside every step's marker: `cosmic-tl explore --top-k` may rewrite it (runs/figures.py).
+        write_explorer(folder.root, log=log)
+    return summary

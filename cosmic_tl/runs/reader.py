@@ -1,0 +1,182 @@
+"""Reading a finished (or partly finished) run folder: :func:`open_run` → :class:`Run`.
+
+One reader serves pipeline folders and experiment folders. An experiment's selections are its
+*sub-runs* (``run.subruns()``: the weak experiment's stages, the adversarial experiment's
+(method, extraction) pairs, the agreement experiment's two rankings); each is a :class:`Run` over
+the same folder that reads its own files (:mod:`cosmic_tl.runs.layout`) and offers the same
+methods where it has the files. Reading never changes the folder and takes no lock.
+
+Example:
+    >>> run = open_run("runs/quick")                      # doctest: +SKIP
+    >>> run.kind, run.selection_summary()["layer"]         # doctest: +SKIP
+    >>> open_run("runs/weak").subrun("stage2").direction()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from cosmic_tl.data import Prompt
+from cosmic_tl.directions import Candidates, Direction
+from cosmic_tl.runs import layout as L
+from cosmic_tl.runs.files import read_csv, read_json, read_jsonl
+from cosmic_tl.runs.folder import RunFolderError, read_run_record, record_kind
+
+
+class Run:
+    """A run folder's artifacts, read lazily.
+
+    Args:
+        root: The run folder.
+        record: Its ``config.json`` record.
+        layout: Where this (sub-)run's files lie.
+        key: The sub-run's key (None for the run itself).
+    """
+
+    def __init__(self, root: Path, record: dict, layout: L.Layout = L.PIPELINE, key: str | None = None):
+        self.root, self.record, self.layout, self.key = Path(root), record, layout, key
+
+    def __repr__(self) -> str:
+        sub = f", subrun {self.key!r}" if self.key else ""
+        return f"Run({str(self.root)!r}, {self.kind}{sub})"
+
+    # -- what run this is ----------------------------------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        """``"pipeline"``, ``"agreement"``, ``"adversarial"`` or ``"weak"``."""
+        return record_kind(self.record)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.record["fingerprint"]
+
+    @property
+    def config(self) -> dict:
+        """The run configuration (``RunConfig.to_dict()``)."""
+        config = self.record["config"]
+        return config["run"] if "run" in config and "experiment" in config else config  # format 1 experiments
+
+    @property
+    def params(self) -> dict:
+        """The experiment's own parameters (empty for the pipeline)."""
+        return self.record.get("params", self.record["config"].get("params", {}))
+
+    def subruns(self) -> dict[str, "Run"]:
+        """The experiment's sub-runs by key (none for a pipeline run)."""
+        layouts = L.SUBRUNS.get(self.kind, lambda params: {})(self.params)
+        return {key: Run(self.root, self.record, where, key) for key, where in layouts.items()}
+
+    def subrun(self, key: str) -> "Run":
+        subs = self.subruns()
+        if key not in subs:
+            raise KeyError(f"{self.root} ({self.kind}) has no sub-run {key!r}; it has {sorted(subs) or 'none'}.")
+        return subs[key]
+
+    # -- artifacts -----------------------------------------------------------------------------
+
+    def _file(self, rel: str | None, what: str) -> Path:
+        if rel is None:
+            raise FileNotFoundError(f"{self!r} has no {what}.")
+        return self.root / rel
+
+    def prompts(self) -> dict:
+        """Train/val instruction lists and test :class:`Prompt` lists, keyed by split name."""
+        raw = read_json(self.root / L.PROMPTS)
+        return {k: [Prompt(**p) for p in v] if k.endswith("test") else v for k, v in raw.items()}
+
+    def candidates(self) -> Candidates:
+        return Candidates.load(self._file(self.layout.candidates, "candidate directions"))
+
+    def cosine_pos_layer(self) -> pd.DataFrame:
+        return read_csv(self._file(self.layout.position_cosine, "position × layer cosine table"))
+
+    def layer_cosine(self) -> pd.DataFrame:
+        return read_csv(self._file(self.layout.layer_cosine, "layer cosine table"))
+
+    def eval_layers(self) -> list[int]:
+        return read_json(self._file(self.layout.eval_layers, "evaluation layers"))["eval_layers"]
+
+    def selection_table(self) -> pd.DataFrame:
+        return read_csv(self._file(self.layout.selection_table, "selection table"))
+
+    def selection_summary(self) -> dict:
+        """The pick's summary, or ``{"error": ...}`` where the filters left nothing."""
+        return read_json(self._file(self.layout.selection_summary, "selection summary"))
+
+    def direction(self) -> Direction | None:
+        """The chosen direction (None where the selection's filters left nothing)."""
+        summary = self.layout.selection_summary
+        if summary is not None and (self.root / summary).is_file() and "error" in self.selection_summary():
+            return None
+        return Direction.load(self._file(self.layout.direction, "direction"))
+
+    def completions(self, dataset: str, condition: str) -> list[dict]:
+        return read_jsonl(self.root / self.layout.completions(dataset, condition))
+
+    def judged(self, dataset: str, condition: str) -> dict:
+        return read_json(self.root / self.layout.judged(dataset, condition))
+
+    def conditions(self) -> list[tuple[str, str]]:
+        """(dataset, condition) of every completion set written (this sub-run's, unprefixed)."""
+        prefix, out = self.layout.condition_prefix, []
+        for p in sorted((self.root / L.COMPLETIONS).glob("*.jsonl")):
+            dataset, _, condition = p.stem.partition("_")
+            if condition.startswith(prefix):
+                out.append((dataset, condition[len(prefix):]))
+        return out
+
+    def metrics(self) -> pd.DataFrame:
+        """Refusal rate and ASR per judge, dataset, condition and category (``metrics/refusal.csv``)."""
+        return read_csv(self.root / L.REFUSAL_METRICS)
+
+    def side_effects(self) -> dict:
+        return read_json(self.root / L.SIDE_EFFECTS)
+
+    def summary(self) -> dict:
+        return read_json(self.root / L.SUMMARY)
+
+    def report(self) -> str:
+        return (self.root / L.REPORT).read_text(encoding="utf-8")
+
+    def figure_paths(self) -> list[Path]:
+        """The run's figures (HTML and PNG files in ``figures/``)."""
+        return sorted(p for p in (self.root / L.FIGURES).glob("*") if p.suffix in (".html", ".png"))
+
+    # -- step records --------------------------------------------------------------------------
+
+    def markers(self) -> dict[str, dict]:
+        """Every readable step marker, by step name."""
+        out = {}
+        for p in sorted((self.root / "steps").glob("*.json")):
+            try:
+                out[p.stem] = read_json(p)
+            except ValueError:
+                continue
+        return out
+
+    def timings(self) -> dict[str, float]:
+        """Seconds each finished step took."""
+        return {step: m["seconds"] for step, m in self.markers().items() if "seconds" in m}
+
+    def peak_rss_gb(self) -> float | None:
+        """The largest peak resident memory recorded by a finished step (None if none recorded)."""
+        peaks = [m["peak_rss_gb"] for m in self.markers().values() if "peak_rss_gb" in m]
+        return max(peaks) if peaks else None
+
+
+def open_run(path: str | os.PathLike) -> Run:
+    """Open an existing run folder (pipeline or experiment) for reading.
+
+    Raises:
+        RunFolderError: ``path`` is not a cosmic_tl run folder, or its ``config.json`` is unreadable.
+    """
+    root = Path(path)
+    record = read_run_record(root) if root.is_dir() else None
+    if record is None:
+        raise RunFolderError(f"{root} is not a cosmic_tl run folder (no run config.json); give the --out "
+                             "folder of a `cosmic-tl run` or experiment.")
+    return Run(root, record)

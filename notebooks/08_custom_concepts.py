@@ -1,0 +1,152 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 08 · COSMIC for concepts other than refusal
+#
+# COSMIC picks a direction and a layer from activations alone: the mean difference of *positive*
+# prompts (they show the concept) and *negative* prompts (they do not), scored by how well
+# ablation and addition swap the two sets' read-outs at the evaluation layers. Nothing in that is
+# specific to refusal (`docs/method.md §11`). A judge of the replies is needed only afterwards, to
+# check the pick: ablation on positive test prompts should lower the judged rate, addition on
+# negative test prompts should raise it.
+#
+# **This notebook** runs the whole pipeline on two concepts:
+#
+# 1. the built-in `chinese` concept: harmless instructions with " 请用中文回答。" ("please
+#    answer in Chinese") appended, against the same instructions without it; the judge is the
+#    share of CJK characters in the reply (`cosmic_tl.judges.CJKJudge`);
+# 2. a concept you define in one cell: here " Answer in French." appended, judged by a regular
+#    expression of French stopwords.
+#
+# For each it shows the heatmaps of the refusal notebooks and the statistics the refusal runs
+# report: rates with count/n and 95% Wilson intervals, and each intervention against its baseline
+# by the exact McNemar test on the same prompts.
+
+# %% tags=["parameters"]
+# Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
+# test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
+# the paper's sizes. Run folders are shared by the notebooks: see cosmic_tl.runs.notebook.
+from cosmic_tl.runs.notebook import notebook_settings
+
+NB = notebook_settings()
+MODEL = "qwen2.5-coder-0.5b-instruct"
+RUN_SIZES, PROGRESS, FIGURES = NB.run_sizes, NB.progress, NB.figures
+print(NB)
+
+# %%
+import pandas as pd
+import plotly.io as pio
+import torch
+
+import cosmic_tl as ct
+from cosmic_tl import plots, stats
+from cosmic_tl.concepts import ConceptLabels, builtin_concept, sample_concept, suffix_concept
+from cosmic_tl.judges import RegexJudge
+from cosmic_tl.plots import save_figure
+from cosmic_tl.runs import open_run
+from cosmic_tl.runs.layout import RATE_METRICS, run_concept
+from cosmic_tl.runs.pipeline import run_pipeline
+
+torch.set_grad_enabled(False)  # inference only
+pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
+model = ct.load_model(MODEL, device="cpu")
+config = ct.RunConfig(model=MODEL, device="cpu", **RUN_SIZES)
+
+# %% [markdown]
+# ## The built-in concept: reply in Chinese
+#
+# The positive and negative prompts share their base instructions (a *paired* concept), drawn from
+# the shipped harmless splits, so train, val and test never share an instruction.
+
+# %%
+chinese = builtin_concept("chinese")
+sample = sample_concept(chinese, seed=config.seed, **NB.sample_sizes)
+print("positive:", sample.pos_train[0])
+print("negative:", sample.neg_train[0])
+print("judge:   ", chinese.judge.description)
+
+
+# %%
+def concept_run(label: str, concept):
+    """Run (or reuse) the pipeline on ``concept``; the folder is named by the configuration and concept."""
+    folder = NB.run_folder(label, config.fingerprint(concept))
+    run_pipeline(config, folder, model=model, concept=concept, progress=PROGRESS)
+    return open_run(folder)
+
+
+def show_run(run) -> None:
+    """The heatmaps of the refusal notebooks, the rates with intervals and the McNemar tests."""
+    info = run_concept(run)
+    sel = run.selection_summary()
+    print(f"{info['name']}: position {sel['position']}, layer {sel['layer']}; L_low = {run.eval_layers()}")
+    for name, fig in {
+        "cosine_heatmap": plots.cosine_heatmap(run.cosine_pos_layer(), run.eval_layers()),
+        "selection_dashboard": plots.selection_dashboard(run.selection_table()),
+    }.items():
+        save_figure(fig, FIGURES / f"08_{info['name']}_{name}", png=False)
+        fig.show()
+    rates = pd.read_csv(run.root / RATE_METRICS)
+    display(rates[rates.category == "all"][["judge", "dataset", "condition", "count", "n", "rate", "ci_low", "ci_high"]])
+    positive, negative = info["labels"]["positive_key"], info["labels"]["negative_key"]
+    rows = []
+    for dataset, condition, effect in ((positive, "ablation", info["ablation_effect"]),
+                                       (negative, "addition", info["addition_effect"])):
+        base, steered = run.judged(dataset, "baseline")["flags"], run.judged(dataset, condition)["flags"]
+        judge = info["judge"]["name"]
+        expected = "decrease" if effect == "lower" else "increase"
+        rows.append(stats.paired_effect(dataset, condition, base[judge], steered[judge], expected=expected))
+    display(pd.DataFrame(rows)[["dataset", "condition", "baseline_count", "count", "n", "p_value", "verdict"]])
+
+
+chinese_run = concept_run("chinese", chinese)
+show_run(chinese_run)
+
+# %% [markdown]
+# A few replies of each condition: does the addition make the plain prompts answer in Chinese, and
+# does the ablation make the Chinese-requesting prompts answer in English (and stay on topic)?
+
+# %%
+for dataset, condition in chinese_run.conditions():
+    for record in chinese_run.completions(dataset, condition)[:2]:
+        print(f"[{dataset}/{condition}] {record['prompt'][:60]!r} -> {record['response'][:80]!r}")
+
+# %% [markdown]
+# ## Your own concept, in one cell
+#
+# A concept is data: positive and negative prompts (files, shipped split names or lists), a judge
+# (a `cosmic_tl.judges` judge or any function `(prompts, responses) -> list[bool]`) and labels.
+# Edit the cell below: another suffix, another judge, your own prompt files
+# (`Concept(name, positive="mine.jsonl", negative="plain.txt", judge=...)`). From the shell the
+# same run is `cosmic-tl run --negative FILE --positive-suffix " Answer in French." --judge
+# "regex:(?i)\b(le|la|les|est)\b" --out runs/french`.
+
+# %%
+french = suffix_concept(
+    "french",
+    {"train": "harmless_train", "val": "harmless_val", "test": "harmless_test"},
+    " Answer in French.",
+    judge=RegexJudge(r"(?i)\b(le|la|les|des|est|et|une?|pour|dans|vous|avec)\b", name="french_stopwords"),
+    labels=ConceptLabels("asks for French", "plain", "French reply", "french", "plain"),
+)
+
+# %%
+french_run = concept_run("french", french)
+show_run(french_run)
+
+# %% [markdown]
+# At the `ci` sizes (two test prompts, three new tokens) the numbers are a smoke test only; at the
+# `small` sizes the effects of both concepts show with their intervals. The real-model measurement
+# of the Chinese concept is in the README.
