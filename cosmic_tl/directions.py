@@ -67,8 +67,9 @@ class Direction:
     """One steering direction: the unnormalised mean difference r at (position, layer).
 
     Attributes:
-        vector: r = mu_harmful - mu_harmless, float64, unnormalised, never (almost) zero.
-        reference: The ACE reference mu (harmless mean at the same position and layer), or None.
+        vector: r = mu_pos - mu_neg (positive minus negative mean; for refusal harmful minus
+            harmless), float64, unnormalised, never (almost) zero.
+        reference: The ACE reference mu (the negative mean at the same position and layer), or None.
         layer: The block whose input (``blocks.{layer}.hook_resid_pre``) the direction was read at.
         position: The post-instruction position, negative (-1 is the last prompt token).
         hook_point: Where the direction lives; always ``"resid_pre"`` for COSMIC.

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from cosmic_tl.data import Prompt
 from cosmic_tl.models import ChatModel
 from cosmic_tl.prompts import check_instructions
+from cosmic_tl.scores import NonFiniteError
 
 FwdHooks = Sequence[tuple[Any, Any]]
 """TransformerLens forward hooks: ``[(hook_name_or_filter, fn(tensor, hook)), ...]``."""
@@ -28,7 +29,7 @@ FwdHooks = Sequence[tuple[Any, Any]]
 LOGITS_HOOK = "unembed.hook_out"
 
 
-class NonFiniteLogitsError(FloatingPointError):
+class NonFiniteLogitsError(NonFiniteError):
     """The model produced NaN or Inf logits while generating (overflowing activations)."""
 
 

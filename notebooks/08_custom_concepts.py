@@ -52,12 +52,12 @@ import plotly.io as pio
 import torch
 
 import cosmic_tl as ct
-from cosmic_tl import plots, stats
 from cosmic_tl.concepts import ConceptLabels, builtin_concept, sample_concept, suffix_concept
 from cosmic_tl.judges import RegexJudge
 from cosmic_tl.plots import save_figure
 from cosmic_tl.runs import open_run
-from cosmic_tl.runs.layout import RATE_METRICS, run_concept
+from cosmic_tl.runs.figures import run_figures
+from cosmic_tl.runs.layout import run_concept
 from cosmic_tl.runs.pipeline import run_pipeline
 
 torch.set_grad_enabled(False)  # inference only
@@ -88,27 +88,17 @@ def concept_run(label: str, concept):
 
 
 def show_run(run) -> None:
-    """The heatmaps of the refusal notebooks, the rates with intervals and the McNemar tests."""
-    info = run_concept(run)
-    sel = run.selection_summary()
+    """The refusal runs' heatmaps and effects plot, the rates with intervals and the McNemar tests."""
+    info, sel, summary = run_concept(run), run.selection_summary(), run.summary()
     print(f"{info['name']}: position {sel['position']}, layer {sel['layer']}; L_low = {run.eval_layers()}")
-    for name, fig in {
-        "cosine_heatmap": plots.cosine_heatmap(run.cosine_pos_layer(), run.eval_layers()),
-        "selection_dashboard": plots.selection_dashboard(run.selection_table()),
-    }.items():
-        save_figure(fig, FIGURES / f"08_{info['name']}_{name}", png=False)
-        fig.show()
-    rates = pd.read_csv(run.root / RATE_METRICS)
+    figures = run_figures(run)
+    for name in ("cosine_heatmap", "selection_dashboard", "effects"):
+        save_figure(figures[name], FIGURES / f"08_{info['name']}_{name}", png=False)
+        figures[name].show()
+    rates = run.metrics()
     display(rates[rates.category == "all"][["judge", "dataset", "condition", "count", "n", "rate", "ci_low", "ci_high"]])
-    positive, negative = info["labels"]["positive_key"], info["labels"]["negative_key"]
-    rows = []
-    for dataset, condition, effect in ((positive, "ablation", info["ablation_effect"]),
-                                       (negative, "addition", info["addition_effect"])):
-        base, steered = run.judged(dataset, "baseline")["flags"], run.judged(dataset, condition)["flags"]
-        judge = info["judge"]["name"]
-        expected = "decrease" if effect == "lower" else "increase"
-        rows.append(stats.paired_effect(dataset, condition, base[judge], steered[judge], expected=expected))
-    display(pd.DataFrame(rows)[["dataset", "condition", "baseline_count", "count", "n", "p_value", "verdict"]])
+    effects = pd.DataFrame(summary["effects"])
+    display(effects[["judge", "dataset", "condition", "baseline_count", "count", "n", "p_value", "verdict"]])
 
 
 chinese_run = concept_run("chinese", chinese)
@@ -147,6 +137,6 @@ french_run = concept_run("french", french)
 show_run(french_run)
 
 # %% [markdown]
-# At the `ci` sizes (two test prompts, three new tokens) the numbers are a smoke test only; at the
-# `small` sizes the effects of both concepts show with their intervals. The real-model measurement
+# At the `ci` sizes (two test prompts, three new tokens, every 8th layer) the numbers are a smoke
+# test only; at the `small` sizes the effects of both concepts show with their intervals. The real-model measurement
 # of the Chinese concept is in the README.

@@ -161,9 +161,10 @@ def _check_sizes(concept: Concept, side: str, sizes: dict[str, int]) -> None:
         for kind in SPLIT_KINDS:
             available = len(prompts.splits[kind])
             if sizes[kind] > available:
+                # The wording of cosmic_tl.data's loaders ("Cannot sample N prompts from split ..."), then the concept.
                 raise ConceptError(
-                    f"{concept.where}: cannot sample {sizes[kind]} {side} {kind} prompts from "
-                    f"{prompts.sources[kind]}: it has only {available}; use n_{kind} <= {available}."
+                    f"Cannot sample {sizes[kind]} prompts from split {prompts.sources[kind]!r}: it has only "
+                    f"{available}; use n_{kind} <= {available} ({concept.where}, {side} {kind} prompts)."
                 )
         return
     needed, available = sum(sizes.values()), len(prompts.splits[POOL])

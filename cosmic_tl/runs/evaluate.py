@@ -9,7 +9,7 @@ figure is one more entry of the ``render`` function given to :func:`figures_step
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import pandas as pd
 
@@ -77,6 +77,21 @@ def judges_step(conditions: Sequence[Condition],
     return Step("judges", fn)
 
 
+def judged_completions(ctx: StepContext, conditions: Sequence[Condition]) -> Iterator[tuple[Condition, list[dict], str, list]]:
+    """(condition, its completion records, judge name, that judge's flags) of every condition's saved files.
+
+    Raises:
+        ValueError: a judge's flags do not match the completions one for one.
+    """
+    for condition in conditions:
+        records = read_jsonl(ctx.path(condition.completions_file))
+        for judge, flags in read_json(ctx.path(condition.judged_file))["flags"].items():
+            if len(flags) != len(records):
+                raise ValueError(f"{condition.judged_file} holds {len(flags)} flags for {len(records)} completions "
+                                 f"in {condition.completions_file}; rerun the run into its folder.")
+            yield condition, records, judge, flags
+
+
 def refusal_frame(ctx: StepContext, conditions: Sequence[Condition]) -> pd.DataFrame:
     """Refusal rate and ASR per judge, condition and category, from the saved flags.
 
@@ -85,42 +100,50 @@ def refusal_frame(ctx: StepContext, conditions: Sequence[Condition]) -> pd.DataF
     of the refusal rate) and ``asr_ci_low`` / ``asr_ci_high`` (the same interval for the ASR).
     """
     tables = []
-    for condition in conditions:
-        records = read_jsonl(ctx.path(condition.completions_file))
-        for judge, flags in read_json(ctx.path(condition.judged_file))["flags"].items():
-            if len(flags) != len(records):
-                raise ValueError(f"{condition.judged_file} holds {len(flags)} flags for {len(records)} completions "
-                                 f"in {condition.completions_file}; rerun the run into its folder.")
-            t = refusal_table(records, flags, dataset=condition.dataset, condition=condition.label)
-            t.insert(0, "judge", judge)
-            tables.append(t)
+    for condition, records, judge, flags in judged_completions(ctx, conditions):
+        t = refusal_table(records, flags, dataset=condition.dataset, condition=condition.label)
+        t.insert(0, "judge", judge)
+        tables.append(t)
     frame = with_wilson(pd.concat(tables, ignore_index=True), rate="refusal_rate")
     # The Wilson interval is symmetric under count -> n - count.
     return frame.assign(asr_ci_low=1.0 - frame.ci_high, asr_ci_high=1.0 - frame.ci_low)
 
 
-def side_effects(ctx: StepContext) -> dict:
-    """KL of the next-token distribution and CE loss of the model's own harmless completions."""
+def side_effects(ctx: StepContext, dataset: str = "harmless") -> dict:
+    """KL of the next-token distribution and CE loss of the model's own completions of
+    ``dataset``'s test prompts (the negative ones; the keys keep the refusal run's names)."""
     model = ctx.get_model()
-    harmless = [q.instruction for q in ctx.run.prompts()["harmless_test"]]
-    baseline = [r["response"] for r in read_jsonl(ctx.path(PIPELINE.completions("harmless", "baseline")))]
+    prompts = [q.instruction for q in ctx.run.prompts()[f"{dataset}_test"]]
+    baseline = [r["response"] for r in read_jsonl(ctx.path(PIPELINE.completions(dataset, "baseline")))]
     ablation, addition = ctx.hooks([Intervention(SELECTED, "ablation")]), ctx.hooks([Intervention(SELECTED, "addition")])
     kw = dict(batch_size=ctx.config.batch_size)
     return {
-        "kl_harmless_ablation": next_token_kl(model, harmless, ablation, **kw),
-        "kl_harmless_addition": next_token_kl(model, harmless, addition, **kw),
-        "ce_harmless_baseline": ce_loss(model, harmless, baseline, **kw),
-        "ce_harmless_ablation": ce_loss(model, harmless, baseline, fwd_hooks=ablation, **kw),
+        "kl_harmless_ablation": next_token_kl(model, prompts, ablation, **kw),
+        "kl_harmless_addition": next_token_kl(model, prompts, addition, **kw),
+        "ce_harmless_baseline": ce_loss(model, prompts, baseline, **kw),
+        "ce_harmless_ablation": ce_loss(model, prompts, baseline, fwd_hooks=ablation, **kw),
     }
 
 
-def metrics_step(conditions: Sequence[Condition], *, with_side_effects: bool = False) -> Step:
-    """Step ``metrics``: ``metrics/refusal.csv`` and, for the pipeline, ``metrics/side_effects.json``."""
+def metrics_step(conditions: Sequence[Condition], *, with_side_effects: bool = False,
+                 side_effects_dataset: str = "harmless",
+                 table: Callable[[StepContext, Sequence[Condition]], pd.DataFrame] = refusal_frame,
+                 table_file: str = REFUSAL_METRICS) -> Step:
+    """Step ``metrics``: the rate table (``metrics/refusal.csv`` by default) and, for the pipeline,
+    ``metrics/side_effects.json`` on ``side_effects_dataset``'s test prompts.
+
+    Args:
+        conditions: The completion sets to tabulate.
+        with_side_effects: Also measure KL and CE loss (needs the selected direction).
+        side_effects_dataset: The prompt key the side effects are measured on (the negative set).
+        table: Builds the table from the saved completions and flags (e.g. a concept's rates).
+        table_file: Where the table goes, relative to the run folder.
+    """
 
     def fn(ctx: StepContext) -> None:
-        write_csv(ctx.path(REFUSAL_METRICS), refusal_frame(ctx, conditions))
+        write_csv(ctx.path(table_file), table(ctx, conditions))
         if with_side_effects:
-            atomic.write_json(ctx.path(SIDE_EFFECTS), side_effects(ctx))
+            atomic.write_json(ctx.path(SIDE_EFFECTS), side_effects(ctx, side_effects_dataset))
 
     return Step("metrics", fn)
 

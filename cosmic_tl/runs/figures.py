@@ -3,7 +3,7 @@ template tokens their position ticks are labelled with, and the explorer page.
 
 Every figure carries a provenance subtitle (model, sizes, steering, system turn, run
 fingerprint: :func:`run_provenance`). The position ticks name the post-instruction template's
-tokens (``-2 ⟨\\n⟩``), recorded by the ``template`` step in ``directions/template.json``. The
+tokens (``-2 ⟨\\n⟩``), recorded by the ``template`` step in ``template/post_instruction.json``. The
 explorer page (``explorer.html``) is written after the steps (:func:`write_explorer`), outside
 any step's marker, so that ``cosmic-tl explore RUN_DIR --top-k K`` may rewrite it without the
 figures step looking damaged on the next resume.
@@ -17,14 +17,14 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from cosmic_tl import atomic, plots
-from cosmic_tl.judges import SubstringJudge
 from cosmic_tl.runs.capability import read_capabilities
 from cosmic_tl.runs.context import Step, StepContext
 from cosmic_tl.runs.files import read_json
+from cosmic_tl.runs.layout import run_concept
 from cosmic_tl.runs.reader import Run
 from cosmic_tl.runs.report import run_effects
 
-TEMPLATE = "directions/template.json"
+TEMPLATE = "template/post_instruction.json"
 logger = logging.getLogger("cosmic_tl")
 
 
@@ -56,10 +56,16 @@ def run_provenance(run: Run) -> str:
 
 
 def run_figures(run: Run) -> dict[str, go.Figure]:
-    """The run's heatmaps, layer cosine line, selection dashboard, refusal bars, effects and
-    capability bars, by file name."""
+    """The run's heatmaps, layer cosine line, selection dashboard, rate bars of the positive and
+    negative test prompts (refusal: ``refusal_harmful``, ``refusal_harmless``; another concept:
+    ``rate_<key>``), effects and capability bars, by file name. The bars and effects show the
+    concept's own judge (:func:`~cosmic_tl.runs.layout.run_concept`)."""
+    concept = run_concept(run)
     metrics = run.metrics()
-    substring = metrics[metrics.judge == SubstringJudge.name]
+    judge = concept["judge"]["name"]
+    judged = metrics[metrics.judge == judge]
+    refusal = concept["metric"] == "refusal"
+    prefix, column = ("refusal", "refusal_rate") if refusal else ("rate", "rate")
     eval_layers = run.eval_layers()
     cosmic = run.config.get("selection", "cosmic") == "cosmic"
     common = dict(subtitle=run_provenance(run))
@@ -72,10 +78,10 @@ def run_figures(run: Run) -> dict[str, go.Figure]:
                                                          **labelled),
         "score_heatmap": plots.score_heatmaps(table, "score", eval_layers=eval_layers if cosmic else None,
                                               **labelled),
-        "refusal_harmful": plots.refusal_bars(substring, dataset="harmful", **common),
-        "refusal_harmless": plots.refusal_bars(substring, dataset="harmless", **common),
-        "effects": plots.effects_plot([e for e in run_effects(run) if e["judge"] == SubstringJudge.name], **common),
     }
+    for key in (concept["labels"]["positive_key"], concept["labels"]["negative_key"]):
+        figures[f"{prefix}_{key}"] = plots.refusal_bars(judged, dataset=key, metric=column, **common)
+    figures["effects"] = plots.effects_plot([e for e in run_effects(run) if e["judge"] == judge], **common)
     capabilities = read_capabilities(run)
     if capabilities is not None:
         for benchmark, summary in capabilities.items():

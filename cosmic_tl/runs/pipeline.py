@@ -11,9 +11,9 @@ The run folder layout (:mod:`cosmic_tl.runs.layout`)::
     selection/table.csv, selection/summary.json, selection/direction.{safetensors,json}
     completions/<dataset>_<condition>.jsonl
     judges/<dataset>_<condition>.json
-    metrics/refusal.csv, metrics/side_effects.json
+    metrics/refusal.csv (metric "rate": metrics/rates.csv), metrics/side_effects.json
     capabilities/truthfulqa.json, capabilities/truthfulqa_<condition>.jsonl
-    directions/template.json         the post-instruction template's tokens (tick labels)
+    template/post_instruction.json   the post-instruction template's tokens (tick labels)
     figures/*.html, explorer.html
     summary.json, report.md
     steps/<step>.json                markers of finished steps (files written, sizes, sha256)
@@ -37,11 +37,8 @@ from cosmic_tl.runs.report import render_report, run_summary
 from cosmic_tl.runs.capability import capability_step
 from cosmic_tl.runs.figures import run_figures, template_step, write_explorer
 from cosmic_tl.runs.context import Step, StepContext
-from cosmic_tl.runs.evaluate import completions_step, figures_step, judges_step, metrics_step
-from cosmic_tl.runs.concept_steps import (
-    concept_conditions, concept_figures, concept_judges, concept_record, concept_summary, rate_metrics_step,
-    render_concept_report,
-)
+from cosmic_tl.runs.evaluate import completions_step, figures_step, judges_step
+from cosmic_tl.runs.concept_steps import concept_conditions, concept_judges, concept_metrics_step, concept_record
 from cosmic_tl.runs.folder import RunFolder
 from cosmic_tl.runs.layout import REPORT, SUMMARY
 from cosmic_tl.runs.steps import (
@@ -59,7 +56,6 @@ def pipeline_steps(config: RunConfig, concept: Concept | None = None) -> list[St
     concept = concept or config.build_concept()
     arditi = uses_arditi_filter(config)
     conditions = concept_conditions(concept)
-    refusal = concept.metric == "refusal"
     return [
         sample_step(concept_sampler(concept), arditi_filter=arditi),
         candidates_step(check_prompts=arditi),
@@ -67,10 +63,10 @@ def pipeline_steps(config: RunConfig, concept: Concept | None = None) -> list[St
         selection_step(),
         *(completions_step(c) for c in conditions),
         judges_step(conditions, judges=concept_judges(concept)),
-        metrics_step(conditions, with_side_effects=True) if refusal else rate_metrics_step(concept),
+        concept_metrics_step(concept),
         capability_step(),
         template_step(),
-        figures_step(run_figures if refusal else concept_figures),
+        figures_step(run_figures),
     ]
 
 
@@ -129,10 +125,9 @@ def run_pipeline(
     with folder.locked(log):
         ctx = StepContext(folder, config, model=model, progress=progress, log=log, concept=concept)
         ctx.run_steps(pipeline_steps(config, concept))
-        refusal = concept.metric == "refusal"
-        summary = run_summary(ctx.run) if refusal else concept_summary(ctx.run)
+        summary = run_summary(ctx.run)
         atomic.write_json(ctx.path(SUMMARY), summary)
-        atomic.write_text(ctx.path(REPORT), render_report(summary) if refusal else render_concept_report(summary))
+        atomic.write_text(ctx.path(REPORT), render_report(summary))
         # Outside every step's marker: `cosmic-tl explore --top-k` may rewrite it (runs/figures.py).
         write_explorer(folder.root, log=log)
     return summary

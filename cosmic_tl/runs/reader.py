@@ -130,8 +130,11 @@ class Run:
         return out
 
     def metrics(self) -> pd.DataFrame:
-        """Refusal rate and ASR per judge, dataset, condition and category (``metrics/refusal.csv``)."""
-        return read_csv(self.root / L.REFUSAL_METRICS)
+        """Rates per judge, dataset, condition and category: refusal rate and ASR
+        (``metrics/refusal.csv``), or for a concept judged by a plain rate its ``rate``
+        (``metrics/rates.csv``, :data:`~cosmic_tl.runs.layout.RATE_METRICS`)."""
+        rate = L.run_concept(self)["metric"] == "rate"
+        return read_csv(self.root / (L.RATE_METRICS if rate else L.REFUSAL_METRICS))
 
     def side_effects(self) -> dict:
         return read_json(self.root / L.SIDE_EFFECTS)

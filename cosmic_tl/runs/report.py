@@ -1,46 +1,61 @@
-"""A pipeline run's ``summary.json`` (the headline numbers) and ``report.md`` (the same, for a person).
+"""A pipeline run's ``summary.json`` (the headline numbers) and ``report.md`` (the same, for a person),
+for any concept: the labels, prompt keys, judge and expected effects come from the run folder's
+concept record (:func:`~cosmic_tl.runs.layout.run_concept`; refusal for folders without one).
 
 ``summary.json`` keys:
 
 - ``cosmic_tl_version``, ``run_folder``, ``fingerprint``, ``model`` (the model's facts), ``config``.
+- ``concept``: the concept record (only for concepts other than refusal, whose summary keeps the
+  keys it had before concepts existed).
 - ``selection``: the chosen candidate and why the others were dropped (``selection/summary.json``).
-- ``refusal``: the substring judge's overall rates as plain numbers (``harmful_refusal_baseline``,
-  ``harmful_refusal_ablation``, ``harmless_refusal_baseline``, ``harmless_refusal_addition``,
-  ``asr_baseline``, ``asr_ablation``); their counts and intervals are in ``effects`` and in
-  ``metrics/refusal.csv``.
-- ``effects``: a list, one entry per (prompts, intervention) and judge: harmful test prompts under
-  ablation (expected: refusal decreases) and harmless test prompts under addition (expected:
-  refusal increases), each compared with the unsteered completions of the same prompts. Every
-  entry is :func:`cosmic_tl.stats.paired_effect`'s dict (``dataset``, ``condition``, ``n``,
-  ``baseline_count``, ``count``, ``baseline_rate``, ``rate``, ``difference``, ``ci_low``,
-  ``ci_high``, ``baseline_ci_low``, ``baseline_ci_high`` (95% Wilson), ``only_baseline``,
-  ``only_condition``, ``p_value`` (exact McNemar, two-sided), ``expected``, ``alpha``,
-  ``significant`` (p < 0.05 and the expected sign), ``verdict``) plus ``judge`` (the substring
-  judge first, then the ``--judge-model`` judge when configured). A refusal is a response the
-  judge flags or one shorter than 2 characters, as in ``metrics/refusal.csv`` (docs/method.md §7).
+- ``refusal`` (the refusal metric): the substring judge's overall rates as plain numbers
+  (``harmful_refusal_baseline``, ``harmful_refusal_ablation``, ``harmless_refusal_baseline``,
+  ``harmless_refusal_addition``, ``asr_baseline``, ``asr_ablation``); their counts and intervals
+  are in ``effects`` and in ``metrics/refusal.csv``.
+- ``rates`` (the rate metric, instead of ``refusal``): the concept judge's overall rate per
+  ``<prompt key>_<condition>``; counts and intervals in ``effects`` and ``metrics/rates.csv``.
+- ``effects``: a list, one entry per (prompts, intervention) and judge: positive test prompts under
+  ablation and negative test prompts under addition (refusal: harmful prompts, expected to refuse
+  less; harmless prompts, expected to refuse more), each compared with the unsteered completions
+  of the same prompts; ``expected`` is ``"decrease"`` for a concept's effect ``"lower"``,
+  ``"increase"`` for ``"raise"``. Every entry is :func:`cosmic_tl.stats.paired_effect`'s dict
+  (``dataset``, ``condition``, ``n``, ``baseline_count``, ``count``, ``baseline_rate``, ``rate``,
+  ``difference``, ``ci_low``, ``ci_high``, ``baseline_ci_low``, ``baseline_ci_high`` (95% Wilson),
+  ``only_baseline``, ``only_condition``, ``p_value`` (exact McNemar, two-sided), ``expected``,
+  ``alpha``, ``significant`` (p < 0.05 and the expected sign), ``verdict``) plus ``judge`` (the
+  concept's judge first, then the ``--judge-model`` judge when configured). For the refusal metric
+  a refusal is a response the judge flags or one shorter than 2 characters, as in
+  ``metrics/refusal.csv`` (docs/method.md §7); for the rate metric it is the judge's flag.
 - ``capabilities``: ``{"truthfulqa_binary": ...}`` (:mod:`cosmic_tl.runs.capability`): accuracy
   per condition with Wilson intervals and the share of "A" answers, and the paired effects of
   ablation and addition; absent when ``n_truthfulqa`` is 0.
-- ``side_effects``: next-token KL and CE loss on harmless prompts.
+- ``side_effects``: next-token KL and CE loss on the negative (refusal: harmless) test prompts.
 - ``timings_s``, ``peak_rss_gb``: seconds per step and the largest peak resident memory.
 """
 
 from __future__ import annotations
 
 from cosmic_tl import __version__
-from cosmic_tl.judges import SubstringJudge, jailbreak_flags
+from cosmic_tl.judges import jailbreak_flags
 from cosmic_tl.runs.capability import read_capabilities
+from cosmic_tl.runs.layout import run_concept
 from cosmic_tl.runs.reader import Run
 from cosmic_tl.stats import NO_CHANGE_VERDICT, paired_effect
 
-SUBSTRING = SubstringJudge.name
-# (prompts, intervention, expected change of the refusal rate) of the pipeline (docs/method.md §6-§7).
-EFFECTS = (("harmful", "ablation", "decrease"), ("harmless", "addition", "increase"))
+# A concept's expected move of the judged rate, as cosmic_tl.stats names it.
+EXPECTED = {"lower": "decrease", "raise": "increase"}
 
 
-def _rate(metrics, dataset: str, condition: str, column: str) -> float | None:
+def concept_effects(concept: dict) -> list[tuple[str, str, str]]:
+    """(prompt key, intervention, expected change) of the pipeline's two tests (docs/method.md §6-§7)."""
+    labels = concept["labels"]
+    return [(labels["positive_key"], "ablation", EXPECTED[concept["ablation_effect"]]),
+            (labels["negative_key"], "addition", EXPECTED[concept["addition_effect"]])]
+
+
+def _rate(metrics, judge: str, dataset: str, condition: str, column: str) -> float | None:
     rows = metrics[
-        (metrics.judge == SUBSTRING) & (metrics.dataset == dataset)
+        (metrics.judge == judge) & (metrics.dataset == dataset)
         & (metrics.condition == condition) & (metrics.category == "all")
     ]
     return None if rows.empty else float(rows[column].iloc[0])
@@ -54,38 +69,57 @@ def refusal_flags(run: Run, dataset: str, condition: str, judge: str) -> list[bo
     return [not jailbroken for jailbroken in jailbreak_flags(flags, responses)]
 
 
+def judged_flags(run: Run, dataset: str, condition: str, judge: str) -> list[bool]:
+    """Per-prompt outcomes as the run's metrics table counts them (refusals, or the judge's flags)."""
+    if run_concept(run)["metric"] == "refusal":
+        return refusal_flags(run, dataset, condition, judge)
+    return [bool(f) for f in run.judged(dataset, condition)["flags"][judge]]
+
+
 def run_effects(run: Run) -> list[dict]:
     """The ``effects`` list of ``summary.json`` (see the module docstring)."""
-    judges = list(run.judged("harmful", "baseline")["flags"])
-    judges.sort(key=lambda j: j != SUBSTRING)
+    concept = run_concept(run)
+    tests = concept_effects(concept)
+    judges = list(run.judged(tests[0][0], "baseline")["flags"])
+    judges.sort(key=lambda j: j != concept["judge"]["name"])
     effects = []
     for judge in judges:
-        for dataset, condition, expected in EFFECTS:
-            effect = paired_effect(dataset, condition, refusal_flags(run, dataset, "baseline", judge),
-                                   refusal_flags(run, dataset, condition, judge), expected=expected)
+        for dataset, condition, expected in tests:
+            effect = paired_effect(dataset, condition, judged_flags(run, dataset, "baseline", judge),
+                                   judged_flags(run, dataset, condition, judge), expected=expected)
             effects.append({"judge": judge, **effect})
     return effects
 
 
+def headline_rates(run: Run, concept: dict) -> dict[str, dict]:
+    """``{"refusal": {...}}`` (refusal metric) or ``{"rates": {...}}`` (rate metric) of ``summary.json``."""
+    metrics, judge = run.metrics(), concept["judge"]["name"]
+    if concept["metric"] == "refusal":
+        positive, negative = concept["labels"]["positive_key"], concept["labels"]["negative_key"]
+        return {"refusal": {
+            f"{positive}_refusal_baseline": _rate(metrics, judge, positive, "baseline", "refusal_rate"),
+            f"{positive}_refusal_ablation": _rate(metrics, judge, positive, "ablation", "refusal_rate"),
+            f"{negative}_refusal_baseline": _rate(metrics, judge, negative, "baseline", "refusal_rate"),
+            f"{negative}_refusal_addition": _rate(metrics, judge, negative, "addition", "refusal_rate"),
+            "asr_baseline": _rate(metrics, judge, positive, "baseline", "asr"),
+            "asr_ablation": _rate(metrics, judge, positive, "ablation", "asr"),
+        }}
+    return {"rates": {f"{dataset}_{condition}": _rate(metrics, judge, dataset, condition, "rate")
+                      for dataset, condition in concept["conditions"]}}
+
+
 def run_summary(run: Run) -> dict:
     """Collect the headline numbers of a finished pipeline run (keys: the module docstring)."""
-    metrics = run.metrics()
-    rates = {
-        "harmful_refusal_baseline": _rate(metrics, "harmful", "baseline", "refusal_rate"),
-        "harmful_refusal_ablation": _rate(metrics, "harmful", "ablation", "refusal_rate"),
-        "harmless_refusal_baseline": _rate(metrics, "harmless", "baseline", "refusal_rate"),
-        "harmless_refusal_addition": _rate(metrics, "harmless", "addition", "refusal_rate"),
-        "asr_baseline": _rate(metrics, "harmful", "baseline", "asr"),
-        "asr_ablation": _rate(metrics, "harmful", "ablation", "asr"),
-    }
+    concept = run_concept(run)
     summary = {
         "cosmic_tl_version": __version__,
         "run_folder": str(run.root),
         "fingerprint": run.fingerprint,
         "model": run.candidates().meta,
         "config": run.config,
+        **({} if concept["name"] == "refusal" else {"concept": concept}),
         "selection": run.selection_summary(),
-        "refusal": rates,
+        **headline_rates(run, concept),
         "effects": run_effects(run),
     }
     capabilities = read_capabilities(run)
@@ -100,14 +134,19 @@ def rate_text(count: int, n: int, rate: float, low: float, high: float) -> str:
     return f"{rate:.2f} ({count}/{n}, 95% CI {low:.2f}–{high:.2f})"
 
 
-def effect_lines(effect: dict) -> list[str]:
-    """One Markdown table row (no intervention, intervention, p-value, verdict) of an effect."""
+def effect_lines(effect: dict, names: dict[str, str] | None = None) -> list[str]:
+    """One Markdown table row (no intervention, intervention, p-value, verdict) of an effect.
+
+    Args:
+        effect: A :func:`cosmic_tl.stats.paired_effect` dict.
+        names: Prompt key → the label the row shows (default: the key).
+    """
     before = rate_text(effect["baseline_count"], effect["n"], effect["baseline_rate"],
                        effect["baseline_ci_low"], effect["baseline_ci_high"])
     after = rate_text(effect["count"], effect["n"], effect["rate"], effect["ci_low"], effect["ci_high"])
-    return [f"| {effect['dataset']} test | {effect['condition']} | {before} | {after} | {effect['p_value']:.3g} "
+    prompts = (names or {}).get(effect["dataset"], effect["dataset"])
+    return [f"| {prompts} test | {effect['condition']} | {before} | {after} | {effect['p_value']:.3g} "
             f"| {verdict_text(effect)} |"]
-
 
 def verdict_text(effect: dict) -> str:
     """"significant decrease", "not distinguishable from no change at this n (24)", ..."""
@@ -119,14 +158,28 @@ def verdict_text(effect: dict) -> str:
     return f"significant {direction}, opposite to the expected {effect['expected']}"
 
 
-def _effects_table(effects: list[dict], judge: str) -> list[str]:
+def _effects_table(effects: list[dict], judge: str, concept: dict) -> list[str]:
+    labels = concept["labels"]
+    names = {labels["positive_key"]: labels["positive"], labels["negative_key"]: labels["negative"]}
+    judged = labels["judged"][:1].upper() + labels["judged"][1:]
     return [
-        f"Refusal rates ({judge} judge), each intervention against the unsteered completions of the same "
+        f"{judged} rates ({judge} judge), each intervention against the unsteered completions of the same "
         "prompts (exact McNemar test, two-sided; significant: p < 0.05 with the expected sign):", "",
         "| prompts | intervention | no intervention | with intervention | p | verdict |",
         "|---|---|---|---|---|---|",
-        *(line for e in effects if e["judge"] == judge for line in effect_lines(e)),
+        *(line for e in effects if e["judge"] == judge for line in effect_lines(e, names)),
     ]
+
+
+def concept_lines(concept: dict) -> list[str]:
+    """The report's line on a concept other than refusal (none for refusal, whose report is the paper's)."""
+    if concept["name"] == "refusal":
+        return []
+    labels = concept["labels"]
+    return [f"- Concept **{concept['name']}**: positive prompts {labels['positive']} (`{labels['positive_key']}`), "
+            f"negative prompts {labels['negative']} (`{labels['negative_key']}`); judge: "
+            f"{concept['judge']['description']}; expected: ablation {concept['ablation_effect']}s and "
+            f"addition {concept['addition_effect']}s the {labels['judged']} rate."]
 
 
 def capability_lines(capabilities: dict | None) -> list[str]:
@@ -148,18 +201,22 @@ def capability_lines(capabilities: dict | None) -> list[str]:
 
 
 def render_report(summary: dict) -> str:
-    """A short Markdown report of a run; its first lines name the model, steering, selection,
-    system turn and sizes."""
-    cfg, sel, r, side = summary["config"], summary["selection"], summary["refusal"], summary["side_effects"]
+    """A short Markdown report of a run; its first lines name the model, concept (other than
+    refusal), steering, selection, system turn and sizes."""
+    cfg, sel, side = summary["config"], summary["selection"], summary["side_effects"]
+    concept = run_concept(summary)
+    negative = concept["labels"]["negative"]
     sizes = cfg["resolved_sizes"]
     model = summary["model"]
     effects = summary["effects"]
     judges = list(dict.fromkeys(e["judge"] for e in effects))
+    about = "" if concept["name"] == "refusal" else f", concept {concept['name']!r}"
     lines = [
-        f"# COSMIC run: {model.get('model')} ({cfg['selection']} selection, {cfg['steering'].upper()} steering)",
+        f"# COSMIC run{about}: {model.get('model')} ({cfg['selection']} selection, {cfg['steering'].upper()} steering)",
         "",
         f"- Model **{model.get('model')}**; steering **{cfg['steering'].upper()}**; selection **{cfg['selection']}**; "
         f"system turn: **{model.get('system', cfg['system'])}**.",
+        *concept_lines(concept),
         f"- Sizes: preset `{cfg['preset']}` "
         f"(train {sizes['n_train']}+{sizes['n_train']}, val {sizes['n_val']}+{sizes['n_val']}, "
         f"test {sizes['n_test']}+{sizes['n_test']}, {sizes['max_new_tokens']} new tokens, "
@@ -170,18 +227,21 @@ def render_report(summary: dict) -> str:
         "",
     ]
     for judge in judges:
-        lines += [*_effects_table(effects, judge), ""]
+        lines += [*_effects_table(effects, judge, concept), ""]
+    if "refusal" in summary:
+        r = summary["refusal"]
+        lines += [f"Attack success rate (substring judge): {_fmt(r['asr_baseline'])} → {_fmt(r['asr_ablation'])} "
+                  "under ablation.", ""]
+    tables = "" if "refusal" in summary else " Rates per category: `metrics/rates.csv`."
     lines += [
-        f"Attack success rate (substring judge): {_fmt(r['asr_baseline'])} → {_fmt(r['asr_ablation'])} under ablation.",
-        "",
         *capability_lines(summary.get("capabilities")),
-        f"Next-token KL on harmless prompts: ablation {side['kl_harmless_ablation']:.4f}, "
+        f"Next-token KL on {negative} prompts: ablation {side['kl_harmless_ablation']:.4f}, "
         f"addition {side['kl_harmless_addition']:.4f}.",
-        f"CE loss of the model's own harmless completions: {side['ce_harmless_baseline']['ce']:.3f} → "
+        f"CE loss of the model's own {negative} completions: {side['ce_harmless_baseline']['ce']:.3f} → "
         f"{side['ce_harmless_ablation']['ce']:.3f} under ablation.",
         "",
         "Figures (interactive HTML): `figures/`; every candidate, linked: `explorer.html`. Every candidate's "
-        "scores and why it was dropped: `selection/table.csv`. Completions: `completions/*.jsonl`.",
+        f"scores and why it was dropped: `selection/table.csv`. Completions: `completions/*.jsonl`.{tables}",
         "",
         f"Step timings (s): {summary['timings_s']}; peak memory (RSS): {summary.get('peak_rss_gb')} GB.",
     ]

@@ -131,7 +131,7 @@ def candidates_step(where: Layout = PIPELINE, *, name: str = "directions", varia
         cands.save(ctx.path(where.candidates))
         if where.position_cosine is not None:
             write_csv(ctx.path(where.position_cosine),
-                      position_layer_cosine(cands.mu_harmful, cands.mu_harmless, cands.positions))
+                      position_layer_cosine(cands.mu_pos, cands.mu_neg, cands.positions))
 
     return Step(name, fn)
 

@@ -1,7 +1,8 @@
 """COSMIC selection: pick the direction and layer from activations alone (docs/method.md §3, §4).
 
-A candidate scores well when ablating it makes harmful prompts' read-outs look harmless (``s_abl``)
-and adding it makes harmless prompts look harmful (``s_add``); ``score = s_abl + s_add``. The KL
+A candidate scores well when ablating it makes positive prompts' read-outs look like negative ones
+(``s_abl``) and adding it makes negative prompts look positive (``s_add``); ``score = s_abl + s_add``.
+For refusal the positive prompts are the harmful ones and the negative prompts the harmless ones. The KL
 filter and layer pruning of Arditi et al. are kept, plus the authors' position -1 median rule.
 """
 
@@ -143,19 +144,21 @@ def select_cosmic(
     layers: Sequence[int] | None = None,
     fwd_hooks: Sequence[tuple[str, Callable]] = (),
 ) -> Selection:
-    """Choose a refusal direction by COSMIC's activation-only scores.
+    """Choose a concept direction (e.g. refusal) by COSMIC's activation-only scores.
 
     Args:
         model: The chat model the candidates came from.
-        candidates: Difference-in-means directions and harmless means per (position, layer).
-        harmful_val, harmless_val: Validation instructions.
+        candidates: Difference-in-means directions and negative-class (refusal: harmless) means
+            per (position, layer).
+        harmful_val, harmless_val: Positive and negative validation instructions (refusal: harmful
+            and harmless; the names are the paper's).
         eval_layers: L_low read-out indices, or the :class:`~cosmic_tl.similarity.LayerSimilarity`
             that :func:`~cosmic_tl.similarity.evaluation_layers` returns.
         steering: A steering rule (:mod:`cosmic_tl.steering`): ``"ace"`` (affine, single layer) or
             ``"lce"`` (all-layer ablation, +r addition).
         batch_size: Prompts per forward pass.
-        kl_threshold: Candidates whose ablation moves harmless next-token distributions more than
-            this are dropped.
+        kl_threshold: Candidates whose ablation moves the negative prompts' (refusal: harmless)
+            next-token distributions more than this are dropped.
         prune_fraction: The last fraction of layers is never chosen.
         parity_inplace: Reproduce the authors' in-place LCE read-out (docs/method.md §8).
         progress: Show progress bars.

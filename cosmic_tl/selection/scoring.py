@@ -101,7 +101,8 @@ class CandidateScorer:
 
     Args:
         model: The chat model.
-        harmful_val, harmless_val: Positive and negative validation instructions.
+        harmful_val, harmless_val: Positive and negative validation instructions (refusal: harmful
+            and harmless; the names are the paper's).
         eval_layers: L_low read-out indices.
         steering: A rule of :data:`cosmic_tl.steering.STEERING_RULES` (``"ace"`` or ``"lce"``).
         batch_size: Prompts per forward pass.
@@ -192,7 +193,7 @@ class CandidateScorer:
     def _layer_start_matches_full_pass(self) -> bool:
         """Whether a pass started halfway reproduces the full pass here (else: full passes).
 
-        Checked on the shortest and the longest prompt of the first harmless batch (so left
+        Checked on the shortest and the longest prompt of the first negative batch (so left
         padding is in play), against their rows of the unintervened full pass.
         """
         if not supports_layer_start(self.model):

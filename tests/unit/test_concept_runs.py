@@ -74,6 +74,28 @@ def test_synthetic_concept_runs_with_its_own_keys_judge_and_rates(synthetic_run)
     assert "asks to shout" in report and "even-length reply" in report and "McNemar" in report
 
 
+def test_rate_concept_gets_the_refusal_runs_summary_report_and_figures(synthetic_run):
+    """One summary, report and figures code serves every concept: the rate concept's come out with its labels."""
+    _, concept, _, out, summary = synthetic_run
+    run = open_run(out)
+    table = run.metrics()  # metrics/rates.csv for a rate concept
+    overall = table[(table.category == "all") & (table.judge == "callable")].set_index(["dataset", "condition"])
+    assert summary["rates"] == {f"{d}_{c}": pytest.approx(overall.loc[(d, c), "rate"]) for d, c in overall.index}
+    assert "refusal" not in summary and summary["concept"]["name"] == "shout"
+    for e in summary["effects"]:
+        row = overall.loc[(e["dataset"], e["condition"])]
+        assert (e["count"], e["n"], e["judge"]) == (row["count"], row["n"], "callable")
+        assert e["ci_high"] == pytest.approx(row.ci_high)
+    report = (out / "report.md").read_text()
+    first = report.splitlines()[:6]
+    assert first[0].startswith("# COSMIC run, concept 'shout':") and any("test 3+3" in line for line in first)
+    assert any("positive prompts asks to shout" in line and "expected: ablation lowers" in line for line in first)
+    assert "| asks to shout test | ablation |" in report and "Next-token KL on plain prompts" in report
+    assert "not distinguishable from no change at this n (3)" in report  # 3 pairs: McNemar p >= 0.25
+    figures = {p.stem for p in run.figure_paths()}
+    assert {"rate_shout", "rate_plain", "effects", "cosine_heatmap", "selection_dashboard"} <= figures
+
+
 def test_run_folder_records_the_concept_for_readers(synthetic_run):
     config, concept, _, out, _ = synthetic_run
     info = run_concept(open_run(out))

@@ -111,7 +111,8 @@ def test_too_few_prompts_names_the_concept_the_side_and_the_file(tmp_path):
     concept = Concept("tiny", ["x", "y", "z", "w"], tmp_path / "neg.txt", judge=PhraseJudge(["le"]))
     with pytest.raises(ConceptError, match=r"'tiny': cannot sample 2 \+ 1 \+ 1 = 4 negative prompts .*/neg.txt: it has only 3"):
         sample_concept(concept, 2, 1, 1)
-    with pytest.raises(ConceptError, match=r"cannot sample 7000 negative test prompts from harmless_test: it has only 6266"):
+    with pytest.raises(ConceptError, match=r"Cannot sample 7000 prompts from split 'harmless_test': it has only 6266; use n_test <= 6266 "
+                       r"\(Concept 'chinese', negative test prompts\)"):
         sample_concept(builtin_concept("chinese"), 1, 1, 7000)
 
 

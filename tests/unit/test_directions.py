@@ -9,6 +9,7 @@ import os
 import pickle
 import types
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -552,3 +553,35 @@ def test_version_1_candidates_still_load(candidates, tmp_path):
     save_file({"r": candidates.r, "mu_harmless": candidates.mu_harmless, "mu_harmful": candidates.mu_harmful},
               path, metadata={"cosmic_tl": json.dumps(data)})
     assert torch.equal(Candidates.load(path).r, candidates.r)
+
+
+OLD_CANDIDATES = Path(__file__).parent / "fixtures" / "candidates_ffb93d9.safetensors"
+
+
+def test_candidates_saved_by_an_earlier_version_load_under_the_neutral_names():
+    """Written by the Candidates of commit ffb93d9 (harmful/harmless fields); its seeded tensors
+    (torch.Generator seed 0: mu_harmless then mu_harmful, randn(2, 3, 4) float64) sum as below."""
+    cands = Candidates.load(OLD_CANDIDATES)
+    assert (cands.n_pos, cands.n_neg, cands.positions) == (5, 6, [-2, -1])
+    assert float(cands.mu_pos.sum()) == pytest.approx(8.732531210947446)
+    assert float(cands.mu_neg.sum()) == pytest.approx(-8.279275769332582)
+    assert torch.equal(cands.r, cands.mu_pos - cands.mu_neg)
+    # The refusal names remain as read-only aliases.
+    assert cands.mu_harmful is cands.mu_pos and cands.mu_harmless is cands.mu_neg
+    assert (cands.n_harmful, cands.n_harmless) == (5, 6)
+    with pytest.raises(AttributeError):
+        cands.mu_harmful = cands.mu_neg
+
+
+def test_candidates_take_the_neutral_and_the_refusal_keywords(tmp_path):
+    mu = torch.zeros(1, 2, 3, dtype=torch.float64)
+    neutral = Candidates(r=mu + 1, mu_neg=mu, mu_pos=mu + 1, positions=[-1], n_pos=2, n_neg=3)
+    refusal = Candidates(r=mu + 1, mu_harmless=mu, mu_harmful=mu + 1, positions=[-1], n_harmful=2, n_harmless=3)
+    assert (refusal.n_pos, refusal.n_neg) == (neutral.n_pos, neutral.n_neg) == (2, 3)
+    assert torch.equal(refusal.mu_pos, neutral.mu_pos)
+    # The file keeps the names of earlier versions, so older cosmic_tl versions read it too.
+    from safetensors.torch import load_file
+
+    assert set(load_file(neutral.save(tmp_path / "c.safetensors"))) == {"r", "mu_harmless", "mu_harmful"}
+    with pytest.raises(TypeError, match="both mu_pos and its refusal name mu_harmful"):
+        Candidates(r=mu, mu_neg=mu, mu_pos=mu, mu_harmful=mu, positions=[-1], n_pos=1, n_neg=1)

@@ -25,7 +25,7 @@ from cosmic_tl.runs.files import read_json
 OPTIONS = ("--preset", "tiny", "--max-new-tokens", "16", "--layer-stride", "1")
 # Everything that is a result (figures are HTML with random element ids; summary/report hold the
 # folder name and timings).
-RESULT_DIRS = ("data", "directions", "eval_layers", "selection", "completions", "judges", "metrics", "capabilities")
+RESULT_DIRS = ("data", "directions", "eval_layers", "selection", "completions", "judges", "metrics", "capabilities", "template")
 
 
 def _start(model_dir: Path, out: Path, log: Path) -> subprocess.Popen:
