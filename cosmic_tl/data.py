@@ -199,6 +199,20 @@ def load_prompts(source: str | os.PathLike[str]) -> list[Prompt]:
     return prompts
 
 
+def check_sample_sizes(n_train, n_val, n_test, seed) -> dict[str, int]:
+    """``{"train": n_train, "val": n_val, "test": n_test}`` after checking the sizes are ints >= 0
+    and the seed an int (bools refused), with a one-line error naming the argument."""
+    sizes = {"train": n_train, "val": n_val, "test": n_test}
+    for kind, n in sizes.items():
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise TypeError(f"n_{kind} must be an int, got {type(n).__name__}.")
+        if n < 0:
+            raise ValueError(f"n_{kind} must be >= 0, got {n}.")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}.")
+    return sizes
+
+
 def sample_paper(
     n_train: int = 180, n_val: int = 100, n_test: int = 512, seed: int = 42
 ) -> PaperSample:
@@ -214,14 +228,7 @@ def sample_paper(
         ValueError: a size is negative.
         DatasetError: a size exceeds the split it is drawn from.
     """
-    sizes = {"train": n_train, "val": n_val, "test": n_test}
-    for kind, n in sizes.items():
-        if not isinstance(n, int) or isinstance(n, bool):
-            raise TypeError(f"n_{kind} must be an int, got {type(n).__name__}.")
-        if n < 0:
-            raise ValueError(f"n_{kind} must be >= 0, got {n}.")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}.")
+    sizes = check_sample_sizes(n_train, n_val, n_test, seed)
 
     draw_order = [f"{cls}_{kind}" for kind in sizes for cls in ("harmful", "harmless")]
     splits = {name: _load_shipped("splits", name) for name in draw_order}

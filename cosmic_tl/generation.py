@@ -1,4 +1,4 @@
-"""Batched greedy generation with hooks active on every decoding step (spec §7.1).
+"""Batched greedy generation with hooks active on every decoding step (docs/method.md §7).
 
 Prompts are chat formatted, sorted by token length so that each batch needs little padding,
 left padded with an explicit attention mask, and generated greedily with TransformerLens'
@@ -181,7 +181,7 @@ def cut_at_eos(generated: Int[Tensor, "batch new"], eos_token_ids: Sequence[int]
 
 
 def completions_records(prompts: Sequence[Any], responses: Sequence[str]) -> list[dict]:
-    """Records ``{category, prompt, response}`` as the authors save them (spec §7.1).
+    """Records ``{category, prompt, response}`` as the authors save them (docs/method.md §7).
 
     Args:
         prompts: Dicts with ``instruction`` (and optionally ``category``) keys, objects with

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from cosmic_tl.data import Prompt, fingerprint
+from cosmic_tl.data import Prompt, check_sample_sizes, fingerprint
 from cosmic_tl.concepts.concept import Concept, ConceptError
 from cosmic_tl.concepts.prompt_sets import POOL, SPLIT_KINDS, PromptSet
 
@@ -107,14 +107,7 @@ def sample_concept(concept: Concept, n_train: int, n_val: int, n_test: int, seed
         >>> sample.pos_train[0] == sample.neg_train[0] + " 请用中文回答。"
         True
     """
-    sizes = {"train": n_train, "val": n_val, "test": n_test}
-    for kind, n in sizes.items():
-        if not isinstance(n, int) or isinstance(n, bool):
-            raise TypeError(f"n_{kind} must be an int, got {type(n).__name__}.")
-        if n < 0:
-            raise ValueError(f"n_{kind} must be >= 0, got {n}.")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}.")
+    sizes = check_sample_sizes(n_train, n_val, n_test, seed)
     # A paired concept's positive prompts are made from its negative ones: name the base first.
     for side in ("negative", "positive") if concept.paired else ("positive", "negative"):
         _check_sizes(concept, side, sizes)

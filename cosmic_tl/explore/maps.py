@@ -94,15 +94,19 @@ def map_figure(part: dict, map_: dict, selected: dict | None = None) -> go.Figur
     traces.append(_marker(SELECTED_TRACE, selected or chosen, "square-open", SELECTED_COLOUR, 18))
     fig = go.Figure(traces)
     positions, layers = part["positions"], part["layers"]
+    # Candidates live at block inputs ℓ; the evaluation layers L_low are block outputs j, which
+    # feed block j + 1: they are outlined at ℓ = j + 1 (the final norm's output j = n − 1 at ℓ = n).
+    lows = [j + 1 for j in part["eval_layers"]] if map_["kind"] == "cosine" else []
     fig.update_layout(
         title={"text": map_["title"], "font": {"size": 13}, "x": 0.02},
         height=MAP_HEIGHT, margin={"l": 50, "r": 10, "t": 36, "b": 40}, plot_bgcolor="white",
-        xaxis={"title": "layer", "range": [min(layers) - 0.5, max(layers) + 0.5], "dtick": _dtick(len(layers))},
+        xaxis={"title": "block input ℓ (resid_pre)", "range": [min(layers) - 0.5, max([*layers, *lows]) + 0.5],
+               "dtick": _dtick(len(layers))},
         yaxis={"title": "position", "range": [min(positions) - 0.5, max(positions) + 0.5], "dtick": 1},
         clickmode="event", dragmode=False,
     )
-    for layer in part["eval_layers"] if map_["kind"] == "cosine" else ():
-        fig.add_vrect(x0=layer - 0.5, x1=layer + 0.5, line={"color": CHOSEN_COLOUR, "width": 1.5, "dash": "dot"})
+    for low in lows:
+        fig.add_vrect(x0=low - 0.5, x1=low + 0.5, line={"color": CHOSEN_COLOUR, "width": 1.5, "dash": "dot"})
     return fig
 
 

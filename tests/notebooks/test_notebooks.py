@@ -36,6 +36,7 @@ EXPECTED = [
     "05_adversarial_complete_refusal",
     "06_weakly_aligned_models",
     "07_capabilities_appendix",
+    "08_custom_concepts",
 ]
 CELL_TIMEOUT_S = 1800
 

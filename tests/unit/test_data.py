@@ -142,7 +142,7 @@ def test_paper_sample_matches_sources_fingerprints():
 
 
 def test_paper_sample_test_sets_keep_categories_as_in_spec():
-    # COSMIC_SPEC.md fingerprints the test samples as full {"instruction", "category"} dicts.
+    # The paper's sampling (docs/method.md §7) fingerprints the test samples as full {"instruction", "category"} dicts.
     sample = sample_paper()
 
     def as_dicts(prompts):

@@ -240,3 +240,19 @@ def test_weak_experiment_folder_shows_both_stages(tiny_run, tmp_path):
         n_layers = 10
 
     assert parts[0].model_hooks is None and len(parts[1].model_hooks(Model())) > 0
+
+
+def test_cosine_map_outlines_l_low_at_the_block_input_it_feeds(tiny_run):
+    """L_low are block outputs j; on the block-input axis ℓ they feed block j + 1, so the outline is
+    drawn there (a mutant drawing it at ℓ = j outlines the wrong column)."""
+    from cosmic_tl.explore.maps import map_figure
+
+    part = build_explorer_data(tiny_run)["parts"][0]
+    cosine = next(m for m in part["maps"] if m["kind"] == "cosine")
+    fig = map_figure(part, cosine)
+    centres = sorted((s.x0 + s.x1) / 2 for s in fig.layout.shapes)
+    assert centres == sorted(j + 1 for j in part["eval_layers"]) and centres
+    assert fig.layout.xaxis.title.text == "block input ℓ (resid_pre)"
+    assert fig.layout.xaxis.range[1] >= max(centres) + 0.5
+    score = next(m for m in part["maps"] if m["kind"] != "cosine")
+    assert not map_figure(part, score).layout.shapes  # L_low is drawn on the cosine map only
