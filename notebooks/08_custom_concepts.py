@@ -137,6 +137,13 @@ french_run = concept_run("french", french)
 show_run(french_run)
 
 # %% [markdown]
+# ## What we observed
+#
 # At the `ci` sizes (two test prompts, three new tokens, every 8th layer) the numbers are a smoke
-# test only; at the `small` sizes the effects of both concepts show with their intervals. The real-model measurement
-# of the Chinese concept is in the README.
+# test only; at the `small` sizes the effects of both concepts show with their intervals. The
+# real-model measurement of the Chinese concept is in the README. Each run's effects, as tested:
+
+# %%
+for run in (chinese_run, french_run):
+    for effect in run.summary()["effects"]:
+        print(effect["verdict"])
