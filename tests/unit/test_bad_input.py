@@ -23,7 +23,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cosmic_tl import artifacts as art
+from cosmic_tl import atomic
+from cosmic_tl.runs import RunFolder, RunFolderError
+from cosmic_tl.runs.files import read_json
 from cosmic_tl import shipped
 from cosmic_tl.activations import candidate_directions, last_token_readouts, mean_resid_pre
 from cosmic_tl.config import ConfigError, RunConfig
@@ -441,16 +443,16 @@ def test_output_folder_that_cannot_be_created(tmp_path, tiny_model, tiny_model_d
     # A path below a regular file fails for every user, root included (unlike chmod).
     (tmp_path / "file.txt").write_text("not a folder")
     out = tmp_path / "file.txt" / "run"
-    with pytest.raises(art.RunFolderError, match=r"Output folder .*file\.txt/run is not writable: Not a directory"):
-        art.RunFolder(out, "fp", {})
-    with pytest.raises(art.RunFolderError, match="is not writable"):
+    with pytest.raises(RunFolderError, match=r"Output folder .*file\.txt/run is not writable: Not a directory"):
+        RunFolder(out, "pipeline", "fp", {"config": {}})
+    with pytest.raises(RunFolderError, match="is not writable"):
         run_pipeline(_small_config(tiny_model_dir), out, model=tiny_model, progress=False, log=lambda s: None)
 
 
 def test_output_folder_of_another_configuration(run_copy, tiny_model):
     config, out = run_copy
     before = _snapshot(out)
-    with pytest.raises(art.RunFolderError, match="holds a run of another configuration .*Nothing was changed"):
+    with pytest.raises(RunFolderError, match="holds a run of another configuration .*Nothing was changed"):
         run_pipeline(replace(config, seed=7), out, model=tiny_model, progress=False, log=lambda s: None)
     assert _snapshot(out) == before
 
@@ -462,24 +464,24 @@ def _disk_full(*args, **kwargs):
 @pytest.mark.parametrize("failing", ["fsync", "replace"])
 def test_full_disk_keeps_the_finished_artifact(tmp_path, monkeypatch, failing):
     path = tmp_path / "metrics" / "side_effects.json"
-    art.write_json(path, {"kl": 0.5})
-    monkeypatch.setattr(art.os, failing, _disk_full)
+    atomic.write_json(path, {"kl": 0.5})
+    monkeypatch.setattr(atomic.os, failing, _disk_full)
     with pytest.raises(OSError, match=r"Could not write .*side_effects\.json: No space left on device") as info:
-        art.write_json(path, {"kl": 0.9})
+        atomic.write_json(path, {"kl": 0.9})
     assert info.value.errno == errno.ENOSPC
     monkeypatch.undo()
-    assert art.read_json(path) == {"kl": 0.5}
-    assert list(tmp_path.rglob("*.tmp")) == []
+    assert read_json(path) == {"kl": 0.5}
+    assert list(tmp_path.rglob(f"*{atomic.TEMP_SUFFIX}")) == []
 
 
 def test_full_disk_mid_run_loses_nothing_and_resumes(run_copy, tiny_model, monkeypatch):
     config, out = run_copy
     before = _snapshot(out)
-    monkeypatch.setattr(art.os, "fsync", _disk_full)
+    monkeypatch.setattr(atomic.os, "fsync", _disk_full)
     with pytest.raises(OSError, match="No space left on device"):
         _rerun_from(config, out, tiny_model, "judges", "metrics")
     monkeypatch.undo()
-    assert list(out.rglob("*.tmp")) == []
+    assert list(out.rglob(f"*{atomic.TEMP_SUFFIX}")) == []
     assert not (out / "steps" / "judges.json").exists()
     unchanged = {k: v for k, v in _snapshot(out).items() if k.parts[0] != "steps"}
     assert unchanged == {k: v for k, v in before.items() if k.parts[0] != "steps"}

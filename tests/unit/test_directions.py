@@ -72,7 +72,7 @@ def test_candidates_direction_picks_slice_reference_and_meta(candidates, directi
 
 def test_direction_roundtrip_exact(direction, saved):
     assert saved.with_suffix(".json").is_file() and saved.with_suffix(".safetensors").is_file()
-    assert not list(saved.parent.glob("*.tmp"))
+    assert not list(saved.parent.glob(f"*{atomic.TEMP_SUFFIX}"))
     for path in (saved, saved.with_suffix(".json"), saved.with_suffix(".safetensors")):
         loaded = Direction.load(path)
         assert torch.equal(loaded.vector, direction.vector) and loaded.vector.dtype == torch.float64
