@@ -5,7 +5,7 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 OUT ?= runs/demo
 
-.PHONY: install install-test browser demo test test-unit test-integration test-notebooks test-browser notebooks smollm2 bench
+.PHONY: install install-test browser demo test test-unit test-integration test-notebooks test-browser notebooks figures smollm2 bench
 
 # torch first, pinned to the CPU wheel that lies on disk here, so nothing pulls a CUDA build.
 install:
@@ -45,6 +45,11 @@ test-browser: install-test browser
 # Regenerate the .ipynb files from their jupytext sources (outputs stripped).
 notebooks:
 	jupytext --sync notebooks/*.py
+
+# Execute every notebook at its "small" sizes on the default model; figures go to figures/ (about
+# 45 min on 2 cores; run folders in runs/notebooks are reused by a second run).
+figures: install-test smollm2
+	$(PYTHON) tools/run_notebooks.py --size small
 
 bench: install-test
 	$(PYTHON) benchmarks/bench_selection.py --quick

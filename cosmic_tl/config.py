@@ -63,9 +63,10 @@ class Preset:
 PRESETS = {
     # The paper's sizes (docs/method.md §7).
     "paper": Preset(n_train=180, n_val=100, n_test=512, max_new_tokens=512, n_truthfulqa=790),
-    # The main job (`make demo`, with --steering lce --system default): larger test sets, shorter
-    # replies (the substring judge's verdict is settled after 8-24 new tokens; README, "Quickstart").
-    "demo": Preset(n_train=32, n_val=16, n_test=64, max_new_tokens=24, layer_stride=2, n_truthfulqa=100),
+    # The main job (`make demo`, with --steering lce --system default; README, "The demo"): 128+128
+    # train prompts (32 give a noisier direction whose ablation leaves more refusals), large test
+    # sets, short replies (the substring judge's verdict is settled after 16 new tokens), every 4th layer.
+    "demo": Preset(n_train=128, n_val=16, n_test=64, max_new_tokens=16, layer_stride=4, n_truthfulqa=100),
     # The experiments' default: minutes each on the default model on 2 CPU cores.
     "quick": Preset(n_train=32, n_val=16, n_test=24, max_new_tokens=48, layer_stride=2, n_truthfulqa=100),
     # Smoke runs (CI, notebooks in CI, tiny models): minutes.
@@ -99,7 +100,9 @@ class RunConfig:
         steering: ``"ace"`` (affine, the default) or ``"lce"`` (linear).
         selection: ``"cosmic"`` or ``"refusal-token"`` (the baseline of Arditi et al.; the former
             name ``"substring"`` is accepted and normalised, with a DeprecationWarning).
-        preset: ``"quick"``, ``"paper"`` or ``"tiny"``; explicit sizes below override it.
+        preset: ``"demo"``, ``"quick"``, ``"paper"`` or ``"tiny"`` (:data:`PRESETS`); the size fields
+            ``n_train``, ``n_val``, ``n_test``, ``max_new_tokens``, ``layer_stride`` and
+            ``n_truthfulqa`` (0 skips the TruthfulQA check) override it when set.
         system: ``"none"`` (no system turn, the paper's setting), ``"default"`` (the template's
             own, e.g. "You are Qwen…") or a system prompt.
         seed: Seed of the paper's sampling procedure.
@@ -133,6 +136,7 @@ class RunConfig:
     n_test: int | None = None
     max_new_tokens: int | None = None
     layer_stride: int | None = None
+    n_truthfulqa: int | None = None
     system: str = "none"
     seed: int = 42
     substring_variant: str = "cosmic-repo"
@@ -182,7 +186,7 @@ class RunConfig:
     def sizes(self) -> Preset:
         """The preset with explicit overrides applied."""
         p = PRESETS[self.preset]
-        over = {f: getattr(self, f) for f in ("n_train", "n_val", "n_test", "max_new_tokens", "layer_stride")}
+        over = {f: getattr(self, f) for f in SIZE_FIELDS}
         return dataclasses.replace(p, **{k: v for k, v in over.items() if v is not None})
 
     @property
@@ -207,6 +211,8 @@ class RunConfig:
         """
         d = self.to_dict()
         d.pop("device")
+        if d["n_truthfulqa"] is None:  # runs made before the field existed keep their fingerprint
+            d.pop("n_truthfulqa")
         for name in CONCEPT_FIELDS:
             d.pop(name)
         if concept is None and self.concept_options:
@@ -256,6 +262,9 @@ class RunConfig:
         return cls(**data)
 
 
+SIZE_FIELDS = ("n_train", "n_val", "n_test", "max_new_tokens", "layer_stride", "n_truthfulqa")
+"""The fields that override the preset's sizes (None: the preset's)."""
+
 CONCEPT_FIELDS = ("concept", "positive", "negative", "positive_suffix", "judge", "concept_name")
 """The concept fields (the ``dest``s of :func:`cosmic_tl.concepts.add_concept_arguments`)."""
 
@@ -266,6 +275,7 @@ _FIELD_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "selection": _selection_choice,
     "preset": choice(tuple(PRESETS)),
     **{n: integer(1, optional=True) for n in ("n_train", "n_val", "n_test", "max_new_tokens", "layer_stride")},
+    "n_truthfulqa": integer(0, optional=True),
     "system": text(SYSTEM_CHOICES, "system is empty; use 'none' for no system turn, 'default' or a system prompt."),
     "seed": integer(0),
     "substring_variant": choice(SUBSTRING_VARIANTS),

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -49,6 +51,7 @@ import plotly.io as pio
 
 import cosmic_tl as ct
 from cosmic_tl import data as ctdata
+from cosmic_tl import plots
 from cosmic_tl.plots import save_figure
 
 pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
@@ -127,7 +130,9 @@ categories = pd.concat([
     category_counts(paper_sample.harmful_test, "paper sample (512)"),
 ])
 fig = px.bar(categories.sort_values("items", ascending=False), x="category", y="items", color="set",
-             barmode="group", title="Harmful test prompts per category")
+             barmode="group")
+plots.set_title(fig, "Harmful test prompts per category",
+                f"data: the shipped harmful_test split and the paper's seeded sample (seed {SEED}); no model")
 save_figure(fig, FIGURES / "00_harmful_test_categories", png=False)
 fig.show()
 

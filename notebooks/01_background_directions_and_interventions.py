@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -48,14 +50,15 @@ print(NB)
 
 # %%
 import pandas as pd
-import plotly.express as px
 import plotly.io as pio
 import torch
 
 import cosmic_tl as ct
 from cosmic_tl.judges import SubstringJudge
 from cosmic_tl.metrics import kl_divergence, last_position_logits
+from cosmic_tl import plots
 from cosmic_tl.plots import save_figure
+from cosmic_tl.runs.figures import position_labels, run_provenance
 from cosmic_tl.tokenviz import projection_view, side_by_side, token_projections
 
 torch.set_grad_enabled(False)  # inference only
@@ -83,10 +86,8 @@ print(f"selected: position {direction.position}, layer {direction.layer}, ‖r�
 # template tokens are the same in every prompt, so those candidates are exactly zero.
 
 # %%
-norms = pd.DataFrame(cands.r.norm(dim=-1).numpy(), index=pd.Index(cands.positions, name="position"),
-                     columns=pd.Index(range(cands.n_layers), name="layer"))
-fig = px.imshow(norms, aspect="auto", color_continuous_scale="Viridis", labels={"color": "‖r‖"},
-                title="‖r[position, layer]‖ of every candidate")
+fig = plots.candidate_norm_heatmap(cands.r, cands.positions, position_labels=position_labels(run),
+                                   subtitle=run_provenance(run))
 save_figure(fig, FIGURES / "01_candidate_norms", png=False)
 fig.show()
 

@@ -82,8 +82,10 @@ scores = pd.concat([
                   "refusal score": prompt_refusal_scores(model, prompts, progress=PROGRESS).numpy()})
     for kind, prompts in (("harmful", sample.harmful_val), ("harmless", sample.harmless_val))
 ])
-fig = px.strip(scores, x="class", y="refusal score", color="class", hover_data=["prompt"],
-               title="Refusal-token log-odds at the last prompt position (validation prompts)")
+fig = px.strip(scores, x="class", y="refusal score", color="class", hover_data=["prompt"])
+plots.set_title(fig, "Refusal-token log-odds at the last prompt position (validation prompts)",
+                plots.provenance(model=MODEL, sizes={"n_val": sizes.n_val}, system=model.system_label)
+                + " · no intervention, no run folder")
 fig.add_hline(y=0, line_dash="dot")
 save_figure(fig, FIGURES / "02_refusal_scores", png=False)
 fig.show()
@@ -139,14 +141,14 @@ ranges = plots.shared_color_ranges([run.selection_table() for run in selected.va
 for name, run in selected.items():
     fig = plots.selection_dashboard(run.selection_table(), color_ranges=ranges, position_labels=position_labels(run),
                                     subtitle=run_provenance(run))
-    fig.update_layout(title=f"Substring baseline, {name} variant ({variants[name].steering.upper()})")
+    fig.update_layout(title_text=f"Substring baseline, {name} variant ({variants[name].steering.upper()})")
     save_figure(fig, FIGURES / f"02_selection_{name}", png=False)
     fig.show()
 
 # %%
 fig = plots.score_heatmaps(runs["cosmic-repo"].selection_table(), "abl_refusal",
                            position_labels=position_labels(runs["cosmic-repo"]), subtitle=run_provenance(runs["cosmic-repo"]))
-fig.update_layout(title="Harmful refusal score under ablation (cosmic-repo variant; lower is better)")
+fig.update_layout(title_text="Harmful refusal score under ablation (cosmic-repo variant; lower is better)")
 save_figure(fig, FIGURES / "02_abl_refusal_cosmic_repo", png=False)
 fig.show()
 

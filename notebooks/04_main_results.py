@@ -126,7 +126,7 @@ for label, run in runs.items():
 metrics = runs["COSMIC · ACE"].metrics()
 fig = plots.refusal_bars(metrics[metrics.judge == SubstringJudge.name], dataset="harmful",
                          subtitle=run_provenance(runs["COSMIC · ACE"]))
-fig.update_layout(title="COSMIC · ACE: refusal rate per category of harmful test prompts")
+fig.update_layout(title_text="COSMIC · ACE: refusal rate per category of harmful test prompts")
 save_figure(fig, FIGURES / "04_refusal_by_category", png=False)
 fig.show()
 

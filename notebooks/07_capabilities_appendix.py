@@ -89,8 +89,9 @@ for steering, run in runs.items():
                      **ce_loss(model, prompts, own_completions, fwd_hooks=hooks)})
 costs = pd.DataFrame(rows)
 display(costs)
-fig = px.bar(costs, x="direction", y="ce", color="intervention", barmode="group", hover_data=["KL", "ppl", "n_tokens"],
-             title="CE loss of the model's own harmless completions (lower: less disturbed)")
+fig = px.bar(costs, x="direction", y="ce", color="intervention", barmode="group", hover_data=["KL", "ppl", "n_tokens"])
+plots.set_title(fig, "CE loss of the model's own harmless completions (lower: less disturbed)",
+                f"{len(prompts)} harmless test prompts · ACE {run_provenance(runs['ace'])} · LCE run {runs['lce'].fingerprint}")
 save_figure(fig, FIGURES / "07_ce_loss", png=False)
 fig.show()
 
@@ -129,8 +130,9 @@ for alpha in ALPHAS:
                        "CE": ce_loss(model, prompts, own_completions, fwd_hooks=hooks)["ce"]})
 sweep = pd.DataFrame(sweep_rows)
 display(sweep)
-fig = px.line(sweep.melt(id_vars="alpha", var_name="measure"), x="alpha", y="value", color="measure", markers=True,
-              title="Harmless prompts under ACE addition of the COSMIC direction, by strength α")
+fig = px.line(sweep.melt(id_vars="alpha", var_name="measure"), x="alpha", y="value", color="measure", markers=True)
+plots.set_title(fig, "Harmless prompts under ACE addition of the COSMIC direction, by strength α",
+                f"{len(prompts)} harmless test prompts · {run_provenance(runs['ace'])}")
 save_figure(fig, FIGURES / "07_ace_addition_alpha", png=False)
 fig.show()
 

@@ -13,7 +13,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import torch
+from jaxtyping import Float
 from plotly.subplots import make_subplots
+from torch import Tensor
 
 from cosmic_tl.plots.common import (
     HIGHLIGHT, LEGEND_BELOW, PlotInputError, finite_range, layer_axis, no_data_figure, position_axis,
@@ -78,16 +81,47 @@ def cosine_heatmap(
         position_labels: Position → template token, for the y ticks.
         subtitle: Provenance line (see :func:`provenance`).
     """
-    title = "Harmful vs harmless mean activation cosine (block inputs)"
-    require_columns(df_pos_layer, ("position", "layer", "cos"), "cosine_heatmap")
-    if df_pos_layer.empty:
+    return _value_heatmap(df_pos_layer, "cos", "Harmful vs harmless mean activation cosine (block inputs)",
+                          "cos", ".4f", eval_layers, position_labels, subtitle)
+
+
+def candidate_norm_heatmap(
+    r: Float[Tensor, "n_pos n_layers d_model"],
+    positions: Sequence[int],
+    *,
+    position_labels: Mapping[int, str] | None = None,
+    subtitle: str | None = None,
+) -> go.Figure:
+    """Heatmap of ‖r[position, ℓ]‖ of every candidate direction (block inputs ℓ on x).
+
+    Args:
+        r: The candidates (``Candidates.r``), one row per entry of ``positions``.
+        positions: The negative position of each row, e.g. ``Candidates.positions``.
+        position_labels: Position → template token, for the y ticks.
+        subtitle: Provenance line (see :func:`provenance`).
+    """
+    if getattr(r, "ndim", None) != 3 or r.shape[0] != len(positions):
+        raise PlotInputError(f"candidate_norm_heatmap: r must have shape (len(positions), n_layers, d_model), "
+                             f"got {tuple(getattr(r, 'shape', ()))} for {len(positions)} positions.")
+    norms = r.norm(dim=-1).to(torch.float64)
+    df = pd.DataFrame([{"position": int(p), "layer": layer, "norm": float(norms[i, layer])}
+                       for i, p in enumerate(positions) for layer in range(r.shape[1])])
+    return _value_heatmap(df, "norm", "‖r[position, ℓ]‖ of every candidate direction", "‖r‖", ".3f",
+                          None, position_labels, subtitle, zmin=0.0)
+
+
+def _value_heatmap(df: pd.DataFrame, column: str, title: str, colorbar: str, number: str,
+                   eval_layers, position_labels, subtitle, zmin: float | None = None) -> go.Figure:
+    """One value per (position, block input ℓ); ``zmin`` pins the low end of the colour scale."""
+    require_columns(df, ("position", "layer", column), title)
+    if df.empty:
         return no_data_figure(title, subtitle)
-    positions, layers, z = _grid(df_pos_layer, "cos")
+    positions, layers, z = _grid(df, column)
     ticks = [position_text(p, position_labels) for p in positions]
     fig = go.Figure(go.Heatmap(
-        x=layers, y=positions, z=z.astype(float), colorscale="Viridis", colorbar={"title": "cos"},
-        customdata=[[t] * len(layers) for t in ticks],
-        hovertemplate="position %{customdata}<br>block input ℓ = %{x}<br>cos %{z:.4f}<extra></extra>",
+        x=layers, y=positions, z=z.astype(float), colorscale="Viridis", colorbar={"title": colorbar},
+        zmin=zmin, customdata=[[t] * len(layers) for t in ticks],
+        hovertemplate=f"position %{{customdata}}<br>block input ℓ = %{{x}}<br>{colorbar} %{{z:{number}}}<extra></extra>",
     ))
     _mark_eval_layers(fig, eval_layers)
     _eval_layer_note(fig, eval_layers, LEGEND_BELOW["y"])

@@ -9,8 +9,6 @@ them the test is skipped on a workstation, but fails in CI (``CI`` set), where i
 from __future__ import annotations
 
 import math
-import os
-import shutil
 
 import pytest
 
@@ -19,29 +17,10 @@ from cosmic_tl.explore import write_explorer_page
 from cosmic_tl.explore.projections import cell_key
 from cosmic_tl.pipeline import run_pipeline
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1500,1200")
+from browser_support import require_browser  # noqa: E402  (tests/browser/browser_support.py)
 
+require_browser()
 
-def _missing() -> str | None:
-    if CHROMIUM is None or DRIVER is None:
-        return "chromium / chromedriver not installed (make browser)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium not installed (pip install -e '.[test]')"
-    return None
-
-
-if _missing() is not None:
-    if os.environ.get("CI"):
-        raise RuntimeError(f"The browser test must run in CI: {_missing()}.")
-    pytest.skip(_missing(), allow_module_level=True)
-
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -54,19 +33,6 @@ def page(tmp_path_factory, tiny_model, tiny_model_dir):
     run_pipeline(RunConfig(model=str(tiny_model_dir), preset="tiny", layer_stride=1), out, model=tiny_model,
                  progress=False, log=lambda _: None)
     return write_explorer_page(out)
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    options = webdriver.ChromeOptions()
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    options.binary_location = CHROMIUM
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
-    yield driver
-    driver.quit()
 
 
 def _open(browser, page):

@@ -22,6 +22,16 @@ def test_presets_and_overrides():
     assert RunConfig(system="none").system_prompt is None and RunConfig(system="default").system_prompt == "default"
 
 
+def test_n_truthfulqa_overrides_the_preset_and_enters_the_fingerprint_only_when_set():
+    assert RunConfig(preset="demo").sizes.n_truthfulqa == PRESETS["demo"].n_truthfulqa
+    assert RunConfig(preset="demo", n_truthfulqa=0).sizes.n_truthfulqa == 0  # 0 skips the check
+    assert RunConfig(n_truthfulqa=40).fingerprint() != RunConfig().fingerprint()
+    # Unset, the field is left out of the hash: runs made before it existed keep their fingerprint.
+    assert RunConfig().fingerprint() == "be6eb2d6917a06f2"
+    with pytest.raises(ConfigError, match="n_truthfulqa must be an integer >= 0"):
+        RunConfig(n_truthfulqa=-1)
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [({"steering": "x"}, "steering must be one of"), ({"n_train": 0}, "positive integer"),

@@ -180,8 +180,11 @@ def test_summarize_keeps_overall_rows():
 INSTRUCTIONS = ["Write a poem about the sea.", "Hi", "Describe the water cycle in detail, please."]
 
 
-def test_last_position_logits_match_unpadded_forward(tiny_model):
-    batched = last_position_logits(tiny_model, INSTRUCTIONS, batch_size=3)
+@pytest.mark.parametrize("batch_size", [1, 2, 3])
+def test_last_position_logits_match_unpadded_forward(tiny_model, batch_size):
+    # Batches are formed by length (longest first); the rows must still come back in input order.
+    batched = last_position_logits(tiny_model, INSTRUCTIONS, batch_size=batch_size)
+    assert batched.shape[0] == len(INSTRUCTIONS)
     for i, x in enumerate(INSTRUCTIONS):
         single = tiny_model.bridge(tiny_model.tokenize([x]).input_ids)[0, -1]
         assert torch.allclose(batched[i], single, atol=1e-4)

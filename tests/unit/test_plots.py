@@ -56,6 +56,27 @@ def test_cosine_heatmap_cells_and_eval_layers():
     assert "cos" in heat.hovertemplate
 
 
+def test_candidate_norm_heatmap_cells_axes_and_a_scale_from_zero():
+    import torch
+
+    r = torch.zeros(len(POSITIONS), len(LAYERS), 4, dtype=torch.float64)
+    for i, p in enumerate(POSITIONS):
+        for l in LAYERS:
+            r[i, l, 0], r[i, l, 1] = 3.0 * l, 4.0 * (l - p)  # ‖r‖ = 5 * ... differs per cell
+    fig = plots.candidate_norm_heatmap(r, POSITIONS, position_labels={-1: "\\n"})
+    (heat,) = fig.data
+    assert list(heat.y) == POSITIONS and list(heat.x) == LAYERS
+    for i, p in enumerate(POSITIONS):
+        for l in LAYERS:
+            assert _cell(heat, p, l) == pytest.approx(float(r[i, l].norm()))  # the norm, not r[..., 0]
+    assert heat.zmin == 0.0  # a norm's colour scale starts at 0
+    assert fig.layout.xaxis.title.text == plots.BLOCK_INPUT_AXIS and list(fig.layout.xaxis.tickvals) == LAYERS
+    assert fig.layout.yaxis.range[1] > fig.layout.yaxis.range[0] and max(fig.layout.yaxis.tickvals) == -1  # −1 on top
+    assert "-1 ⟨\\n⟩" in fig.layout.yaxis.ticktext
+    with pytest.raises(PlotInputError, match="shape"):
+        plots.candidate_norm_heatmap(r, POSITIONS[:-1])
+
+
 def test_cosine_heatmap_rejects_missing_column():
     with pytest.raises(PlotInputError, match="cos"):
         plots.cosine_heatmap(pd.DataFrame({"position": [-1], "layer": [0]}))
@@ -229,6 +250,8 @@ def _builders(selection_df, metrics_df, effects, capability):
     sub = selection_df.rename(columns={"s_abl": "abl_refusal", "s_add": "add_refusal"})
     return {
         "cosine_heatmap": lambda **kw: plots.cosine_heatmap(cos, **kw),
+        "candidate_norm_heatmap": lambda **kw: plots.candidate_norm_heatmap(
+            __import__("torch").ones(len(POSITIONS), len(LAYERS), 2), POSITIONS, **kw),
         "score_heatmaps": lambda **kw: plots.score_heatmaps(selection_df, "score", **kw),
         "selection_dashboard": lambda **kw: plots.selection_dashboard(selection_df, **kw),
         "layer_cosine_line": lambda **kw: plots.layer_cosine_line(layer, **kw),
