@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", help="a finished pipeline run folder")
     parser.add_argument("--tokens", type=int, nargs="+", default=[4, 8, 12, 16, 24, 32, 48])
     args = parser.parse_args(argv)
-    run = ct.open_run(args.run)
+    try:
+        run = ct.open_run(args.run)
+    except ct.RunFolderError as e:
+        parser.error(str(e))
     tokenizer = ct.load_model(run.config["model"]).tokenizer
     judge = ct.SubstringJudge()
     n_new = run.config["resolved_sizes"]["max_new_tokens"]

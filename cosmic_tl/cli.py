@@ -18,7 +18,9 @@ import sys
 from pathlib import Path
 
 from cosmic_tl import config as config_module
-from cosmic_tl.config import PRESETS, SELECTION, STEERING, SUBSTRING_VARIANTS, SYSTEM_CHOICES, ConfigError, RunConfig
+from cosmic_tl.config import (
+    PRESETS, SELECTION, SIZE_FIELDS, STEERING, SUBSTRING_VARIANTS, SYSTEM_CHOICES, ConfigError, RunConfig,
+)
 from cosmic_tl.concepts import add_concept_arguments
 from cosmic_tl.judges import DEFAULT_JUDGE_MODEL
 
@@ -45,8 +47,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=list(PRESETS), help=f"sizes (default {d.preset})")
     p.add_argument("--system", help=f"system turn: {SYSTEM_CHOICES} (default {d.system})")
     p.add_argument("--substring-variant", choices=SUBSTRING_VARIANTS, help=f"default {d.substring_variant}")
-    for name in ("n_train", "n_val", "n_test", "max_new_tokens", "layer_stride", "n_truthfulqa", "batch_size",
-                 "gen_batch_size", "seed"):
+    for name in (*SIZE_FIELDS, "batch_size", "gen_batch_size", "seed"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override (default {getattr(d, name)})")
     p.add_argument("--alpha", type=float, help=f"addition coefficient (default {d.alpha})")
     p.add_argument("--dtype", help=f"float32 | bfloat16 | float16 (default {d.dtype})")

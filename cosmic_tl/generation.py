@@ -99,15 +99,20 @@ def _checked_hooks(fwd_hooks: FwdHooks) -> list[tuple[Any, Any]]:
     return list(fwd_hooks)
 
 
-def _longest_first(model: ChatModel, instructions: list[str], max_new_tokens: int) -> list[int]:
-    """Indices of the instructions sorted by formatted token length, longest first.
+def longest_first(model: ChatModel, instructions: Sequence[str | Prompt]) -> tuple[list[int], list[int]]:
+    """Indices of the instructions sorted by formatted token length, longest first, and the lengths.
 
-    Longest first means a prompt too long for memory fails in the first batch, not the last.
-    The sort is stable, so equal-length prompts keep their order. A prompt whose completion would
-    run past the model's context is refused here, before any generation.
+    Batches taken in this order pad little, and a prompt too long for memory fails in the first
+    batch, not the last. The sort is stable, so equal-length prompts keep their order.
     """
     lengths = [len(ids) for ids in model.token_ids(instructions)]
-    order = sorted(range(len(instructions)), key=lambda i: -lengths[i])
+    return sorted(range(len(lengths)), key=lambda i: -lengths[i]), lengths
+
+
+def _longest_first(model: ChatModel, instructions: list[str], max_new_tokens: int) -> list[int]:
+    """:func:`longest_first`, refusing a prompt whose completion would run past the model's
+    context, before any generation."""
+    order, lengths = longest_first(model, instructions)
     context, longest = model.max_context, lengths[order[0]]
     if context is not None and longest + max_new_tokens > context:
         raise ValueError(

@@ -17,7 +17,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from cosmic_tl.generation import FwdHooks
+from cosmic_tl.generation import FwdHooks, longest_first
 from cosmic_tl.judges import jailbreak_flags
 from cosmic_tl.models import ChatModel
 from cosmic_tl.prompts import pad_token_id
@@ -92,21 +92,19 @@ def last_position_logits(
     if len(instructions) == 0:
         raise ValueError("No instructions (the list is empty).")
     instructions = list(instructions)
-    lengths = [len(ids) for ids in model.token_ids(instructions)]
-    order = sorted(range(len(instructions)), key=lambda i: -lengths[i])  # stable: ties keep input order
-    out: Tensor | None = None
+    order, _ = longest_first(model, instructions)
+    chunks = []
     starts = range(0, len(order), batch_size)
     for i in tqdm(starts, desc="last-position logits", disable=not progress):
-        rows = order[i : i + batch_size]
-        tokens = model.tokenize([instructions[k] for k in rows])
+        tokens = model.tokenize([instructions[k] for k in order[i : i + batch_size]])
         with torch.no_grad(), model.bridge.hooks(fwd_hooks=list(fwd_hooks)):
             # logits_to_keep=1: unembedding every position would cost more than the model body.
             logits = model.bridge(tokens.input_ids, attention_mask=tokens.attention_mask, logits_to_keep=1)
         # Left padding puts every prompt's last real token at position -1.
-        last = logits[:, -1].float().cpu()
-        if out is None:
-            out = torch.empty(len(order), last.shape[-1], dtype=torch.float32)
-        out[rows] = last
+        chunks.append(logits[:, -1].float().cpu())
+    by_length = torch.cat(chunks)
+    out = torch.empty_like(by_length)
+    out[order] = by_length  # back to input order
     return out
 
 

@@ -31,8 +31,6 @@ CAPABILITY_CONDITIONS = (
     ("ablation", (Intervention(PIPELINE.direction, "ablation"),)),
     ("addition", (Intervention(PIPELINE.direction, "addition"),)),
 )
-# Sizes of presets made before ``Preset.n_truthfulqa`` existed.
-_DEFAULT_N = {"paper": TRUTHFULQA_ROWS, "quick": 100, "tiny": 8}
 
 
 def truthfulqa_records_file(condition: str) -> str:
@@ -41,8 +39,7 @@ def truthfulqa_records_file(condition: str) -> str:
 
 def n_truthfulqa(ctx: StepContext) -> int:
     """The number of questions of this run (the preset's ``n_truthfulqa``, at most all 790)."""
-    n = getattr(ctx.sizes, "n_truthfulqa", _DEFAULT_N.get(ctx.config.preset, 100))
-    return min(int(n), TRUTHFULQA_ROWS)
+    return min(ctx.sizes.n_truthfulqa, TRUTHFULQA_ROWS)
 
 
 def letter_a_share(result: CapabilityResult) -> float:
