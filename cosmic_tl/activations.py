@@ -29,6 +29,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from cosmic_tl.checks import integer
 from cosmic_tl.directions import Candidates
 from cosmic_tl.models import ChatModel
 from cosmic_tl.prompts import TokenizedPrompts, check_instructions
@@ -342,6 +343,7 @@ def candidate_directions(
         fwd_hooks: Interventions active while reading (e.g. inside a weakened model).
         progress: Show progress bars.
     """
+    integer(1)("batch_size", batch_size)  # as RunConfig checks it, before any pass
     kw = dict(batch_size=batch_size, fwd_hooks=fwd_hooks, progress=progress)
     mu_pos = mean_resid_pre(model, pos, desc="activations (positive)", **kw)
     mu_neg = mean_resid_pre(model, neg, desc="activations (negative)", **kw)

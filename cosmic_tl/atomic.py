@@ -12,29 +12,127 @@ file, never a bare ``NaN`` token that other JSON readers reject.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import tempfile
+import secrets
+import stat
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 # Temporary files carry this suffix, so that cleaning up after a killed run can delete exactly the
 # files this module wrote and nothing a user left in the folder.
 TEMP_SUFFIX = ".cosmic-tmp"
+# The previous version of a file while :func:`write_files` replaces a group. Never cleaned up
+# automatically: after a failed restore (or a kill mid-group) it may hold the only previous copy.
+BACKUP_SUFFIX = ".cosmic-backup"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def _temp_for(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+class PartialWriteError(OSError):
+    """:func:`write_files` failed and could not restore every previous file; ``state`` lists, one
+    sentence per file, what is on disk now (and where a previous version is kept)."""
+
+    def __init__(self, errno_: int, message: str, state: list[str]):
+        super().__init__(errno_, message)
+        self.state = state
+
+
+class Watch:
+    """The files this module wrote under ``root`` while the watch was active (:func:`watching`)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(os.path.abspath(root))
+        self.written: list[Path] = []
+
+    def covers(self, path: Path) -> bool:
+        return path == self.root or self.root in path.parents
+
+
+_WATCHES: list[Watch] = []
+
+
+@contextmanager
+def watching(root: str | os.PathLike) -> Iterator[Watch]:
+    """Record every file this module writes under ``root`` while the block runs, and refuse to
+    write through a symbolic link inside ``root`` (cosmic_tl never creates one there, so a link is
+    someone else's: following it would write into their files).
+
+    Yields:
+        The :class:`Watch`; its ``written`` lists absolute paths (symlinks not resolved), in order.
+    """
+    watch = Watch(Path(root))
+    _WATCHES.append(watch)
+    try:
+        yield watch
+    finally:
+        _WATCHES.remove(watch)
+
+
+def _absolute(path: Path) -> Path:
+    return Path(os.path.abspath(path))
+
+
+def _refuse_links(path: Path) -> None:
+    """OSError if a folder between a watched root and ``path`` is a symbolic link (or not a folder)."""
+    path = _absolute(path)
+    for watch in _WATCHES:
+        if not watch.covers(path):
+            continue
+        for folder in reversed(path.parents):
+            if folder == watch.root or watch.root not in folder.parents:
+                continue
+            try:
+                mode = os.lstat(folder).st_mode
+            except FileNotFoundError:
+                break  # created below as a real folder
+            if stat.S_ISLNK(mode) or not stat.S_ISDIR(mode):
+                what = "a symbolic link" if stat.S_ISLNK(mode) else "not a folder"
+                raise OSError(errno.ELOOP, f"{folder} is {what}, which cosmic_tl did not create; it never "
+                              "writes through it. Remove it (or move it away) and rerun.")
+
+
+def _record(path: Path) -> None:
+    path = _absolute(path)
+    for watch in _WATCHES:
+        if watch.covers(path):
+            watch.written.append(path)
+
+
+def _create(path: Path, suffix: str) -> tuple[int, Path]:
+    """A new, empty hidden sibling ``.<name>.<random><suffix>`` of ``path``, opened for writing.
+
+    Created with ``O_EXCL | O_NOFOLLOW`` and mode 0666, so the umask decides its permissions, as
+    for any file a tool writes (``tempfile.mkstemp`` would make every artifact 0600).
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"Could not create a temporary file beside {path}.")
+
+
+def _temp_for(path: Path, suffix: str = TEMP_SUFFIX) -> Path:
+    fd, tmp = _create(path, suffix)
     os.close(fd)
-    return Path(tmp)
+    return tmp
 
 
 def _write_temp(path: Path, data: bytes) -> Path:
     """``data`` in a flushed temporary sibling of ``path``; the caller renames or removes it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_for(path)
+    _refuse_links(path)
     try:
-        with open(tmp, "wb") as f:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), path.parent)
+        raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is a file, not a folder") from None
+    fd, tmp = _create(path, TEMP_SUFFIX)
+    try:
+        with open(fd, "wb", closefd=True) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -67,6 +165,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise _named(e, path) from e
+    _record(path)
     return path
 
 
@@ -74,14 +173,18 @@ def write_files(files: Mapping[str | os.PathLike, bytes]) -> list[Path]:
     """Replace several files as one unit: either every file has its new content or none changed.
 
     All contents are written to temporaries first (a full disk fails here, before anything is
-    replaced); then each is renamed into place. If a rename fails, the files already replaced are
-    restored from backups taken just before, so readers never see a mix of old and new files.
+    replaced); then each is renamed into place, its previous version first moved to a backup
+    (``.<name>.<random>.cosmic-backup``). If a rename fails, the files already replaced are
+    restored from their backups, so readers never see a mix of old and new files.
 
     Returns:
         The paths written, in order.
 
     Raises:
-        OSError: naming the file that could not be written.
+        PartialWriteError: a rename failed and so did restoring some previous file; its message
+            says, for each such file, what is on disk now and which backup holds its previous
+            version (backups are never deleted automatically, so nothing is lost).
+        OSError: naming the file that could not be written; every previous file is in place.
     """
     items = [(Path(p), data) for p, data in files.items()]
     temps: list[tuple[Path, Path]] = []
@@ -91,33 +194,56 @@ def write_files(files: Mapping[str | os.PathLike, bytes]) -> list[Path]:
                 temps.append((path, _write_temp(path, data)))
             except OSError as e:
                 raise _named(e, path) from e
-        backups: list[tuple[Path, Path | None]] = []
-        try:
-            for path, tmp in temps:
-                backup = None
-                if path.exists():
-                    backup = _temp_for(path)
+        # (path, backup of its previous version or None, whether path now holds the new content)
+        moved: list[tuple[Path, Path | None, bool]] = []
+        for path, tmp in temps:
+            backup = None
+            try:
+                if os.path.lexists(path):
+                    backup = _temp_for(path, BACKUP_SUFFIX)
                     try:
                         os.replace(path, backup)
                     except OSError:
                         backup.unlink(missing_ok=True)
+                        backup = None
                         raise
-                backups.append((path, backup))
                 os.replace(tmp, path)
-        except OSError as e:
-            for path, backup in reversed(backups):
+            except OSError as e:
                 if backup is not None:
-                    os.replace(backup, path)
-                else:
-                    path.unlink(missing_ok=True)
-            raise _named(e, path) from e
-        for _, backup in backups:
+                    moved.append((path, backup, False))
+                raise _undo(moved, e, path) from e
+            moved.append((path, backup, True))
+        for path, backup, _ in moved:
             if backup is not None:
                 backup.unlink(missing_ok=True)
+            _record(path)
     finally:
         for _, tmp in temps:
             tmp.unlink(missing_ok=True)
     return [p for p, _ in items]
+
+
+def _undo(moved: list[tuple[Path, Path | None, bool]], error: OSError, failed: Path) -> OSError:
+    """Put every previous file back after a failed rename; the error to raise says what is on disk."""
+    state = []
+    for path, backup, replaced in reversed(moved):
+        try:
+            if backup is not None:
+                os.replace(backup, path)
+            elif replaced:
+                path.unlink(missing_ok=True)
+        except OSError:
+            if backup is not None:
+                now = "holds the new version" if replaced else "is missing"
+                state.append(f"{path} {now}; its previous version is kept in {backup.name} beside it "
+                             f"(rename it back to {path.name} to restore it)")
+            else:
+                state.append(f"{path} holds the new version (it did not exist before; it could not be removed)")
+    if not state:
+        return _named(error, failed)
+    message = (f"Could not write {failed}: {error.strerror or error}; restoring the previous files failed too: "
+               + "; ".join(reversed(state)) + ".")
+    return PartialWriteError(error.errno or errno.EIO, message, list(reversed(state)))
 
 
 def _jsonable(o):

@@ -54,7 +54,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda if available)")
     p.add_argument(
         "--judge-model", nargs="?", const=DEFAULT_JUDGE_MODEL,
-        help=f"also judge completions with a chat model (flag alone: {DEFAULT_JUDGE_MODEL}, needs .[models-1.5b])",
+        help=f"also judge completions with a chat model (flag alone: {DEFAULT_JUDGE_MODEL}, needs .[models-1-5b])",
     )
     p.add_argument("--out", required=True,
                    help="run folder: new, empty, or a run folder of this configuration (then resumed)")
@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cosmic_tl.explore.cli import add_explore_command
 
     add_explore_command(sub)
+    from cosmic_tl.runs.rejudge import add_judges_command
+
+    add_judges_command(sub)
     for command in sub.choices.values():
         # -v/-q also work after the subcommand; SUPPRESS keeps it from resetting the global flags.
         _add_global_options(command, default=argparse.SUPPRESS)

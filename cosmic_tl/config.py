@@ -36,6 +36,7 @@ from cosmic_tl.checks import (  # noqa: F401  (DTYPES, MAX_ABS_ALPHA, ... are pa
     text,
 )
 from cosmic_tl.shipped import DEFAULT_MODEL
+from cosmic_tl.user_files import path_problem
 from cosmic_tl.steering import steering_names
 
 
@@ -65,8 +66,9 @@ PRESETS = {
     "paper": Preset(n_train=180, n_val=100, n_test=512, max_new_tokens=512, n_truthfulqa=790),
     # The main job (`make demo`, with --steering lce --system default; README, "The demo"): 128+128
     # train prompts (32 give a noisier direction whose ablation leaves more refusals), large test
-    # sets, short replies (the substring judge's verdict is settled after 16 new tokens), every 4th layer.
-    "demo": Preset(n_train=128, n_val=16, n_test=64, max_new_tokens=16, layer_stride=4, n_truthfulqa=100),
+    # sets, 128-token replies (verdicts are read at 16, 32, 64 and 128 tokens and must hold at 128),
+    # every 4th layer.
+    "demo": Preset(n_train=128, n_val=16, n_test=64, max_new_tokens=128, layer_stride=4, n_truthfulqa=100),
     # The experiments' default: minutes each on the default model on 2 CPU cores.
     "quick": Preset(n_train=32, n_val=16, n_test=24, max_new_tokens=48, layer_stride=2, n_truthfulqa=100),
     # Smoke runs (CI, notebooks in CI, tiny models): minutes.
@@ -230,20 +232,31 @@ class RunConfig:
         """Load a TOML file whose keys are RunConfig fields; ``overrides`` win over the file.
 
         The fields are either all top-level or all under one ``[run]`` table; a file mixing the two
-        is refused (the top-level keys would otherwise be dropped silently).
+        is refused (the top-level keys would otherwise be dropped silently). Relative file paths in
+        ``concept``, ``positive`` and ``negative`` are relative to the config file's folder (as in a
+        concept file), not to the working directory; ``overrides`` (command-line flags) are not.
 
         Raises:
             ConfigError: a missing or invalid file, unknown keys, or an invalid value (named).
         """
         path = Path(path)
+        problem = path_problem(path)
+        if problem == "does not exist":
+            raise ConfigError(f"Config file {path} does not exist.")
+        if problem is not None:  # a FIFO would block, a device never ends: never opened
+            raise ConfigError(f"Config file {path} is not a readable TOML text file: it {problem}.")
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"Config file {path} does not exist.") from None
-        except (IsADirectoryError, UnicodeDecodeError) as e:
+            # utf-8-sig: a byte-order mark (some editors add one) is not TOML, and not an error either.
+            data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+        except UnicodeDecodeError as e:
             raise ConfigError(f"Config file {path} is not a readable TOML text file: {e}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"Config file {path} is not valid TOML: {e}") from None
+        except RecursionError:
+            raise ConfigError(f"Config file {path} is nested too deeply to read; a run config is a few "
+                              "top-level keys (or one [run] table).") from None
+        except OSError as e:
+            raise ConfigError(f"Config file {path} cannot be read: {e.strerror or e}.") from None
         if "run" in data:
             extra = sorted(set(data) - {"run"})
             if not isinstance(data["run"], dict):
@@ -258,8 +271,30 @@ class RunConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"Unknown keys in {path}: {', '.join(unknown)}. Valid keys: {', '.join(sorted(known))}.")
+        for name in ("concept", "positive", "negative"):
+            if isinstance(data.get(name), str):
+                data[name] = _beside(path, data[name], name)
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data)
+
+
+def _beside(config_file: Path, value: str, name: str) -> str:
+    """A file path in a config file, relative to that file's folder; names (a built-in concept, a
+    shipped prompt set) and absolute paths as they are. A value is taken for a path when it has a
+    suffix or a folder part, or names a file beside the config file."""
+    from cosmic_tl.concepts import BUILTIN_CONCEPTS
+    from cosmic_tl.data import BENCHMARK_NAMES, SPLIT_NAMES
+
+    names = BUILTIN_CONCEPTS if name == "concept" else (*SPLIT_NAMES, *BENCHMARK_NAMES)
+    given = Path(value).expanduser()
+    if value in names or not value.strip():
+        return value
+    if given.is_absolute():
+        return str(given)
+    beside = config_file.parent / given
+    if given.suffix or len(given.parts) > 1 or beside.exists():
+        return str(beside.resolve())
+    return value
 
 
 SIZE_FIELDS = ("n_train", "n_val", "n_test", "max_new_tokens", "layer_stride", "n_truthfulqa")

@@ -20,6 +20,8 @@ from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 
+from cosmic_tl.user_files import path_problem
+
 SPLIT_NAMES: tuple[str, ...] = (
     "harmful_train",
     "harmful_val",
@@ -37,7 +39,7 @@ BENCHMARK_NAMES: tuple[str, ...] = (
     "strongreject",
     "tdc2023",
 )
-USER_FILE_SUFFIXES: tuple[str, ...] = (".json", ".jsonl", ".csv")
+USER_FILE_SUFFIXES: tuple[str, ...] = (".json", ".jsonl", ".csv", ".txt")
 _FIELDS = ("instruction", "category")  # the record fields the loaders read
 
 # The paper's sample fingerprints at full size (n_train=180, n_val=100, n_test=512, seed=42),
@@ -166,8 +168,8 @@ def load_benchmark(name: str) -> list[Prompt]:
 def load_prompts(source: str | os.PathLike[str]) -> list[Prompt]:
     """Load prompts from a split name, a benchmark name, or a user file.
 
-    A user file is JSON (a list of objects), JSONL (one object per line) or CSV (with a
-    header row); every record needs a string ``instruction`` that shows something (not only
+    A user file is JSON (a list of objects), JSONL (one object per line), CSV (with a
+    header row) or TXT (one instruction per line; blank lines skipped, lines stripped); every record needs a string ``instruction`` that shows something (not only
     whitespace or zero-width characters, see :func:`is_blank`) and may have a ``category``
     (string or null; an empty CSV cell means none). Other fields are ignored. A record that
     repeats ``instruction`` or ``category`` (two CSV columns, a repeated JSON key) is refused:
@@ -264,11 +266,12 @@ def _load_shipped(folder: str, name: str) -> tuple[Prompt, ...]:
 
 
 def _load_user_file(path: Path) -> list[Prompt]:
-    """Parse a JSON/JSONL/CSV user file into prompts, validating every record."""
-    if not path.exists():
+    """Parse a JSON/JSONL/CSV/TXT user file into prompts, validating every record."""
+    problem = path_problem(path)
+    if problem == "does not exist":
         raise DatasetError(f"Dataset file not found: {path}")
-    if not path.is_file():
-        raise DatasetError(f"Dataset path is not a file: {path}")
+    if problem is not None:  # a FIFO would block and /dev/zero never ends: never opened
+        raise DatasetError(f"Dataset file {path} {problem}; give a {'/'.join(USER_FILE_SUFFIXES)} file.")
     suffix = path.suffix.lower()
     if suffix not in USER_FILE_SUFFIXES:
         raise DatasetError(
@@ -280,7 +283,7 @@ def _load_user_file(path: Path) -> list[Prompt]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         raise DatasetError(f"{path}: not valid UTF-8 ({error.reason} at byte {error.start}).")
-    readers = {".json": _read_json, ".jsonl": _read_jsonl, ".csv": _read_csv}
+    readers = {".json": _read_json, ".jsonl": _read_jsonl, ".csv": _read_csv, ".txt": _read_txt}
     located_records = readers[suffix](text, path)
     if not located_records:
         raise DatasetError(f"{path}: the dataset is empty (no records).")
@@ -317,6 +320,8 @@ def _read_json(text: str, path: Path) -> list[tuple[object, str]]:
         raise DatasetError(
             f"{path}: malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}."
         ) from None
+    except RecursionError:
+        raise DatasetError(f"{path}: JSON nested too deeply to read; a prompt file is a list of objects.") from None
     if not isinstance(records, list):
         raise DatasetError(
             f"{path}: expected a JSON list of objects, got a {type(records).__name__}."
@@ -336,7 +341,17 @@ def _read_jsonl(text: str, path: Path) -> list[tuple[object, str]]:
             raise DatasetError(
                 f"{path}: malformed JSON on line {line_number}, column {error.colno}: {error.msg}."
             ) from None
+        except RecursionError:
+            raise DatasetError(
+                f"{path}: line {line_number} is JSON nested too deeply to read; each line is one object."
+            ) from None
     return located
+
+
+def _read_txt(text: str, path: Path) -> list[tuple[object, str]]:
+    """One instruction per non-blank line (:func:`is_blank`), stripped."""
+    return [({"instruction": line.strip()}, f" (line {number})")
+            for number, line in enumerate(text.splitlines(), start=1) if not is_blank(line)]
 
 
 def _read_csv(text: str, path: Path) -> list[tuple[object, str]]:

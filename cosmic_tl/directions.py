@@ -26,6 +26,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import Tensor
 
 from cosmic_tl import atomic
+from cosmic_tl.user_files import path_problem
 from cosmic_tl.safe_files import (  # noqa: F401  (PICKLE_SUFFIXES, FORMAT_VERSION, ...: public here)
     FORMAT_VERSION,
     MIN_NORM,
@@ -216,6 +217,12 @@ class Direction:
         Files of format_version 1 (cosmic_tl before the metadata hash) load with an
         :class:`UnprotectedDirectionWarning`; saving them again protects them.
         """
+        if Path(path).is_dir():
+            saved = sorted(p.stem for p in Path(path).glob("*.json") if p.with_suffix(".safetensors").is_file())
+            hint = f" (it holds {', '.join(saved[:3])}: e.g. {Path(path, saved[0])})" if saved else ""
+            raise DirectionFileError(
+                f"{path} is a folder, not a saved direction; pass the direction's stem, its .json or its "
+                f".safetensors{hint}.")
         stem = _stem(path)
         json_path = stem.with_name(stem.name + ".json")
         record = _read_record(json_path)
@@ -266,12 +273,15 @@ _RECORD_TYPES = {"tensor_file": str, "sha256": str, "d_model": int, "layer": int
 
 def _read_record(json_path: Path) -> dict:
     """A direction's JSON facts, checked: format, version, edit hash, field types."""
-    if not json_path.is_file():
-        raise DirectionFileError(f"Direction metadata {json_path} does not exist.")
+    problem = path_problem(json_path)
+    if problem is not None:  # a FIFO would block, a device never ends: never opened
+        raise DirectionFileError(f"Direction metadata {json_path} {problem}.")
     try:
         record = json.loads(json_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
         raise DirectionFileError(f"{json_path} is not a valid direction metadata file (not JSON: {e}).") from e
+    except RecursionError:
+        raise DirectionFileError(f"{json_path} is not a valid direction metadata file (nested too deeply).") from None
     if not isinstance(record, dict):
         raise DirectionFileError(f"{json_path} is not a valid direction metadata file (not a JSON object).")
     version = check_format(record, json_path, DIRECTION_FORMAT, FORMAT_VERSION)

@@ -153,9 +153,7 @@ def ce_loss(
         raise ValueError(f"{len(instructions)} instructions but {len(completions)} completions; they must pair up.")
     if len(instructions) == 0:
         raise ValueError("No instructions (the list is empty).")
-    tok = model.tokenizer
-    prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in model.format(instructions)]
-    answers = [tok(c, add_special_tokens=False)["input_ids"] for c in completions]
+    prompts, answers = _prompt_answer_ids(model, instructions, completions)
     total_nll, n_tokens = 0.0, 0
     starts = range(0, len(prompts), batch_size)
     for i in tqdm(starts, desc="ce loss", disable=not progress):
@@ -168,9 +166,72 @@ def ce_loss(
     return {"ce": ce, "ppl": math.exp(ce), "n_tokens": n_tokens}
 
 
+def reply_kl(
+    model: ChatModel,
+    instructions: Sequence[str],
+    replies: Sequence[str],
+    fwd_hooks: FwdHooks,
+    n_tokens: int = 16,
+    batch_size: int = 8,
+    *,
+    progress: bool = False,
+) -> dict:
+    """Mean KL(unsteered ‖ hooked) over the first ``n_tokens`` tokens of the unsteered replies.
+
+    Teacher-forced: each row is the chat-formatted instruction followed by the first ``n_tokens``
+    tokens of ``replies`` (the unsteered model's own greedy replies), and the two models' next-token
+    distributions are compared at every position that predicts a reply token: the first is the
+    next-token KL, the others show damage that only appears once the reply is under way
+    (docs/method.md §7).
+
+    Returns:
+        ``{"kl": mean over scored positions, "n_positions": how many, "n_tokens": n_tokens}``.
+
+    Raises:
+        ValueError: mismatched lengths, ``n_tokens`` < 1, or every reply empty.
+    """
+    if len(instructions) != len(replies):
+        raise ValueError(f"{len(instructions)} instructions but {len(replies)} replies; they must pair up.")
+    if isinstance(n_tokens, bool) or not isinstance(n_tokens, int) or n_tokens < 1:
+        raise ValueError(f"n_tokens must be an int >= 1, got {n_tokens!r}.")
+    prompts, answers = _prompt_answer_ids(model, instructions, replies)
+    answers = [a[:n_tokens] for a in answers]
+    total, count = 0.0, 0
+    for i in tqdm(range(0, len(prompts), batch_size), desc="reply kl", disable=not progress):
+        rows = (prompts[i : i + batch_size], answers[i : i + batch_size])
+        base, _ = _answer_logits(model, *rows, ())
+        hooked, _ = _answer_logits(model, *rows, fwd_hooks)
+        kl = kl_divergence(base, hooked)
+        total, count = total + float(kl.sum()), count + kl.numel()
+    if count == 0:
+        raise ValueError("Every reply is empty; there are no reply tokens to compare.")
+    return {"kl": total / count, "n_positions": count, "n_tokens": n_tokens}
+
+
+def _prompt_answer_ids(model: ChatModel, instructions: Sequence[str],
+                       completions: Sequence[str]) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids of the chat-formatted instructions and of the completions (no special tokens)."""
+    tok = model.tokenizer
+    prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in model.format(list(instructions))]
+    answers = [tok(c, add_special_tokens=False)["input_ids"] for c in completions]
+    return prompts, answers
+
+
 def _batch_nll(
     model: ChatModel, prompts: list[list[int]], answers: list[list[int]], fwd_hooks: FwdHooks
 ) -> tuple[float, int]:
+    pred, target = _answer_logits(model, prompts, answers, fwd_hooks)
+    nll = torch.nn.functional.cross_entropy(pred, target, reduction="sum")
+    return float(nll), int(target.numel())
+
+
+def _answer_logits(
+    model: ChatModel, prompts: list[list[int]], answers: list[list[int]], fwd_hooks: FwdHooks
+) -> tuple[Float[Tensor, "n_scored vocab"], Tensor]:
+    """Teacher-forced logits at every position that predicts an answer token, and those tokens.
+
+    Rows are prompt + answer, left padded; rows are scored in order, answer tokens in order.
+    """
     rows = [p + a for p, a in zip(prompts, answers)]
     width = max(len(r) for r in rows)
     if model.max_context is not None and width > model.max_context:
@@ -192,7 +253,4 @@ def _batch_nll(
     # Logits at position t predict token t+1; select only the positions whose target is scored.
     first = width - logits.shape[1]  # the row position of the first kept logit
     select = scored[:, first + 1 :].to(logits.device)
-    pred = logits[:, :-1][select].float()
-    target = ids[:, first + 1 :][select]
-    nll = torch.nn.functional.cross_entropy(pred, target, reduction="sum")
-    return float(nll), int(select.sum())
+    return logits[:, :-1][select].float(), ids[:, first + 1 :][select]

@@ -74,8 +74,13 @@ def refuse_pickle_path(path: str | os.PathLike) -> Path:
 
 def read_safetensors(path: Path) -> tuple[bytes, dict[str, Tensor]]:
     """The file's bytes and tensors; refuses pickles and reports truncated/corrupt files clearly."""
-    if not path.is_file():
-        raise DirectionFileError(f"Tensor file {path} does not exist.")
+    from cosmic_tl.user_files import path_problem
+
+    problem = path_problem(path)
+    if problem == "is a folder":
+        raise DirectionFileError(f"Tensor file {path} is a folder; pass the .safetensors file itself.")
+    if problem is not None:  # a FIFO would block, a device never ends: never opened
+        raise DirectionFileError(f"Tensor file {path} {problem}.")
     data = path.read_bytes()
     try:
         return data, load_safetensors_bytes(data)
@@ -179,7 +184,15 @@ def check_meta(meta: dict) -> None:
 
 
 def save_error(e: OSError, what: str) -> OSError:
-    """An OSError that says what happened to the save, keeping the errno (e.g. ENOSPC)."""
+    """An OSError that says what happened to the save, keeping the errno (e.g. ENOSPC).
+
+    "Nothing was replaced" only when it is true: after a failed restore
+    (:class:`~cosmic_tl.atomic.PartialWriteError`) the message says what is on disk instead.
+    """
+    from cosmic_tl.atomic import PartialWriteError
+
+    if isinstance(e, PartialWriteError):
+        return PartialWriteError(e.errno or errno.EIO, f"Could not save {what}: {e.strerror or e}", e.state)
     return OSError(e.errno or errno.EIO, f"Could not save {what}: {e.strerror or e}. Nothing was replaced: "
                    "the files previously at that path, if any, are unchanged.")
 

@@ -19,6 +19,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from cosmic_tl.activations import Hooks, batches, last_token_readouts
+from cosmic_tl.checks import integer, real_in_range
 from cosmic_tl.models import ChatModel
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,10 @@ def rank_layers(cos: Float[Tensor, "n_layers"], *, second_half: bool = False) ->
     return torch.sort(cos, stable=True).indices.tolist()
 
 
+def _check_fraction(fraction) -> None:
+    real_in_range(0, 1, True, False, "share of layers in L_low")("fraction", fraction)
+
+
 def layer_similarity(
     harmful_means: Float[Tensor, "n_layers d_model"],
     harmless_means: Float[Tensor, "n_layers d_model"],
@@ -104,7 +109,12 @@ def layer_similarity(
     fraction: float = EVAL_LAYER_FRACTION,
     second_half: bool = False,
 ) -> LayerSimilarity:
-    """Cosine per read-out index and the evaluation layers L_low from class means."""
+    """Cosine per read-out index and the evaluation layers L_low from class means.
+
+    Raises:
+        ConfigError: ``fraction`` is not a finite number in (0, 1] (as ``RunConfig.eval_layer_fraction``).
+    """
+    _check_fraction(fraction)
     cos = torch.nn.functional.cosine_similarity(
         harmful_means.to(torch.float32), harmless_means.to(torch.float32), dim=-1
     )
@@ -131,7 +141,12 @@ def evaluation_layers(
         >>> sim = evaluation_layers(model, data.harmful_train, data.harmless_train)  # doctest: +SKIP
         >>> sim.eval_layers  # also accepted as is by select_cosmic  # doctest: +SKIP
         [19, 23]
+
+    Raises:
+        ConfigError: ``fraction`` not in (0, 1] or ``batch_size`` not an int >= 1 (before any pass).
     """
+    _check_fraction(fraction)
+    integer(1)("batch_size", batch_size)
     kw = dict(batch_size=batch_size, fwd_hooks=fwd_hooks, progress=progress)
     pos = mean_last_token_readouts(model, harmful, desc="read-outs (harmful)", **kw)
     neg = mean_last_token_readouts(model, harmless, desc="read-outs (harmless)", **kw)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from cosmic_tl.data import DatasetError
+from cosmic_tl.data import DatasetError, DuplicateInstructionWarning
 from cosmic_tl.judges import CallableJudge, Judge, JudgeError, ModelJudge
 from cosmic_tl.judges.model import REFUSAL_QUESTION
 from cosmic_tl.models import ChatModel
@@ -157,6 +158,27 @@ class Concept:
                 )
         if self.paired:
             self._check_paired()
+        self._check_contrast()
+
+    def _check_contrast(self) -> None:
+        """Refuse identical positive and negative prompts (no contrast: every candidate is noise);
+        warn about instructions that are on both sides."""
+        pos = {p.instruction for items in self.positive.splits.values() for p in items}
+        neg = {p.instruction for items in self.negative.splits.values() for p in items}
+        sources = f"{', '.join(dict.fromkeys(self.positive.sources.values()))} and " \
+                  f"{', '.join(dict.fromkeys(self.negative.sources.values()))}"
+        if pos == neg:
+            raise ConceptError(
+                f"{self.where}: the positive and negative prompts are the same {len(pos)} instruction(s) "
+                f"({sources}), so there is no contrast to find a direction in; give two different prompt sets."
+            )
+        shared = sorted(pos & neg)
+        if shared:
+            warnings.warn(
+                f"{self.where}: {len(shared)} instruction(s) are both positive and negative (first: "
+                f"{shared[0]!r:.60}; {sources}); they blur the contrast.", DuplicateInstructionWarning,
+                stacklevel=4,
+            )
 
     def _check_paired(self) -> None:
         pos, neg = self.positive.splits, self.negative.splits

@@ -37,6 +37,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from cosmic_tl.data import BENCHMARK_NAMES, SPLIT_NAMES, DatasetError
+from cosmic_tl.user_files import path_problem
 from cosmic_tl.concepts.concept import Concept, ConceptError, ConceptLabels, suffix_concept
 from cosmic_tl.concepts.judge_specs import judge_from_table
 from cosmic_tl.concepts.prompt_sets import SPLIT_KINDS, PromptSet, prompt_set
@@ -84,16 +85,22 @@ def load_concept(path: str | Path) -> Concept:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    problem = path_problem(path)
+    if problem is not None:  # a FIFO would block, a device never ends: never opened
+        hint = "pass the .toml file" if problem == "is a folder" else "pass a .toml file"
+        raise ConceptError(f"Concept file {path} {problem}; {hint}.")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConceptError(f"Concept file {path} does not exist.") from None
-    except IsADirectoryError:
-        raise ConceptError(f"Concept file {path} is a folder; pass the .toml file.") from None
+        # utf-8-sig: a byte-order mark (some editors add one) is not TOML, and not an error either.
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as error:
         raise ConceptError(f"Concept file {path} is not valid UTF-8 (byte {error.start}).") from None
     except tomllib.TOMLDecodeError as error:
         raise ConceptError(f"Concept file {path} is not valid TOML: {error}.") from None
+    except RecursionError:
+        raise ConceptError(f"Concept file {path} is nested too deeply to read (arrays or tables inside each "
+                           "other thousands of times); a concept file is a few keys and tables.") from None
+    except OSError as error:
+        raise ConceptError(f"Concept file {path} cannot be read: {error.strerror or error}.") from None
 
 
 def _require(data: dict, path: Path, keys: tuple[str, ...], forbidden: tuple[str, ...], why: str) -> None:

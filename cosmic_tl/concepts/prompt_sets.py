@@ -2,17 +2,20 @@
 or fixed train / val / test splits (as the paper's data comes).
 
 Prompts come from anything :func:`cosmic_tl.data.load_prompts` reads (a shipped split or
-benchmark name, a JSON / JSONL / CSV file) or from a ``.txt`` file with one instruction per line.
+benchmark name, a JSON / JSONL / CSV / TXT file) or a list. Repeats are warned about wherever they
+come from (a :class:`~cosmic_tl.data.DuplicateInstructionWarning`); a pool keeps one copy of each
+instruction, since sampling splits it into train / val / test and a repeat could otherwise put a
+train prompt into the test split.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping, Sequence, Union
 
-from cosmic_tl.data import USER_FILE_SUFFIXES, DatasetError, Prompt, is_blank, load_prompts
+from cosmic_tl.data import DatasetError, DuplicateInstructionWarning, Prompt, _warn_on_duplicates, is_blank, load_prompts
 
 SPLIT_KINDS: tuple[str, ...] = ("train", "val", "test")
 POOL = "all"
@@ -76,16 +79,44 @@ def prompt_set(source: PromptSource | Mapping[str, PromptSource]) -> PromptSet:
                 f"Fixed splits need exactly the keys train, val and test; got {', '.join(map(str, source))}."
             )
         loaded = {kind: load_prompt_source(source[kind]) for kind in SPLIT_KINDS}
+        _warn_on_shared_test_prompts({k: v[0] for k, v in loaded.items()}, loaded["test"][1])
         return PromptSet({k: v[0] for k, v in loaded.items()}, {k: v[1] for k, v in loaded.items()})
-    prompts, where = load_prompt_source(source)
-    return PromptSet({POOL: prompts}, {POOL: where})
+    with warnings.catch_warnings():  # one warning for the pool's repeats, below, not the loader's too
+        warnings.simplefilter("ignore", DuplicateInstructionWarning)
+        prompts, where = load_prompt_source(source)
+    return PromptSet({POOL: _distinct(prompts, where)}, {POOL: where})
+
+
+def _distinct(prompts: tuple[Prompt, ...], where: str) -> tuple[Prompt, ...]:
+    """The pool with each instruction once (first copy kept), warning when repeats were dropped."""
+    seen: set[str] = set()
+    kept, repeats = [], []
+    for p in prompts:
+        (repeats if p.instruction in seen else kept).append(p)
+        seen.add(p.instruction)
+    if repeats:
+        repeated = repeats[0].instruction
+        warnings.warn(
+            f"{where}: {len(repeats)} repeated instruction(s) dropped from the pool (first: "
+            f"{repeated!r:.60}); a pool is split into train, val and test, and a repeat could put a train "
+            "prompt into the test split.", DuplicateInstructionWarning, stacklevel=4)
+    return tuple(kept)
+
+
+def _warn_on_shared_test_prompts(splits: dict[str, tuple[Prompt, ...]], where: str) -> None:
+    """Warn when fixed test prompts repeat train or val prompts (the evaluation would see them)."""
+    seen = {p.instruction for kind in ("train", "val") for p in splits[kind]}
+    shared = [p.instruction for p in splits["test"] if p.instruction in seen]
+    if shared:
+        warnings.warn(
+            f"{where}: {len(shared)} test instruction(s) also appear in the train or val split (first: "
+            f"{shared[0]!r:.60}); the evaluation would be on prompts the direction was made or chosen from.",
+            DuplicateInstructionWarning, stacklevel=4)
 
 
 def load_prompt_source(source: PromptSource) -> tuple[tuple[Prompt, ...], str]:
     """The prompts of one source and a short description of where they came from."""
     if isinstance(source, (str, os.PathLike)):
-        if Path(source).suffix.lower() == ".txt" and ".txt" not in USER_FILE_SUFFIXES:
-            return tuple(read_txt_prompts(Path(source))), str(source)
         return tuple(load_prompts(source)), str(source)
     if not isinstance(source, Sequence):
         raise DatasetError(
@@ -103,24 +134,6 @@ def load_prompt_source(source: PromptSource) -> tuple[tuple[Prompt, ...], str]:
             raise DatasetError(
                 f"Prompt {index} of the list must be a non-empty string or a Prompt, got {item!r:.60}."
             )
-    return tuple(prompts), f"a list of {len(prompts)} prompts"
-
-
-def read_txt_prompts(path: Path) -> list[Prompt]:
-    """One instruction per line of a UTF-8 text file; blank lines (:func:`~cosmic_tl.data.is_blank`)
-    are skipped, lines are stripped.
-
-    Raises:
-        DatasetError: the file is missing, not UTF-8, or has no instruction.
-    """
-    # data.load_prompts does not read .txt yet; this reader can go once it does.
-    if not path.is_file():
-        raise DatasetError(f"Dataset file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise DatasetError(f"{path}: not valid UTF-8 ({error.reason} at byte {error.start}).") from None
-    prompts = [Prompt(line.strip()) for line in text.splitlines() if not is_blank(line)]
-    if not prompts:
-        raise DatasetError(f"{path}: the dataset is empty (no non-blank lines).")
-    return prompts
+    where = f"a list of {len(prompts)} prompts"
+    _warn_on_duplicates(prompts, where)  # as the file loaders do
+    return tuple(prompts), where

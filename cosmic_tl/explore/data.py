@@ -17,7 +17,8 @@ import pandas as pd
 from cosmic_tl.explore.projections import cell_key, train_mean_projections
 from cosmic_tl.explore.source import RunPart, folder_of, run_config, run_parts
 from cosmic_tl.explore.store import load_precomputed
-from cosmic_tl.judges import SubstringJudge
+from cosmic_tl.judges import SubstringJudge, degenerate_reason
+from cosmic_tl.selection.result import no_effective_candidate
 from cosmic_tl.similarity import position_layer_cosine
 from cosmic_tl.stats import paired_effect
 
@@ -44,6 +45,7 @@ CAPTIONS = {
     "refusal_harmless": "refusal rate on the harmless test prompts per category, unsteered vs addition",
     "saturation": "refusal scores with and without the adversarial system prompt (saturation)",
     "alpha_sweep": "harmful refusal and harmless false refusal against the addition strength α",
+    "length_curve": "refusal rate of each completion set against reply length (replies cut to k tokens); where verdicts stop changing",
 }
 CONFIG_SHOWN = ("model", "selection", "steering", "preset", "system", "alpha", "kl_threshold", "seed")
 
@@ -108,7 +110,8 @@ def _pair_rows(part: RunPart, pair) -> tuple[list[dict], dict | None]:
              for name, recs in (("baseline", base), ("steered", steered))}
     expected = "decrease" if pair.action == "ablation" and pair.dataset == "harmful" else "increase"
     effect = paired_effect(pair.dataset, pair.action, flags["baseline"], flags["steered"], expected=expected)
-    rows = [{"prompt": b["prompt"], "baseline": b["response"], "steered": s["response"]}
+    rows = [{"prompt": b["prompt"], "baseline": b["response"], "steered": s["response"],
+             "baseline_degenerate": degenerate_reason(b["response"]), "steered_degenerate": degenerate_reason(s["response"])}
             for b, s in zip(base[:MAX_COMPLETIONS_SHOWN], steered[:MAX_COMPLETIONS_SHOWN])]
     return rows, {**effect, "judge": SubstringJudge.name}
 
@@ -161,6 +164,7 @@ def part_data(part: RunPart, precomputed: dict | None = None) -> dict:
         "positions": positions, "layers": layers, "eval_layers": part.eval_layers(),
         "maps": _maps(table, cosine, positions, layers),
         "candidates": rows, "chosen": chosen, "selection_error": summary.get("error"),
+        "no_effective_candidate": no_effective_candidate(summary),
         "n_candidates": len(rows), "n_kept": sum(r["kept"] for r in rows.values()),
         "dropped": {str(k): int(v) for k, v in table[~table.kept.astype(bool)].reason.value_counts().items()},
         "projections": projections, "completions": completions, "effects": effects,

@@ -17,6 +17,7 @@ from cosmic_tl import atomic
 from cosmic_tl.explore.data import build_explorer_data
 from cosmic_tl.explore.maps import map_figures
 from cosmic_tl.explore.source import folder_of
+from cosmic_tl.selection.result import NO_EFFECT_NOTICE
 
 PAGE_NAME = "explorer.html"
 NO_SCRIPT_BANNER = (
@@ -61,6 +62,8 @@ def _part_summary_html(part: dict) -> str:
     chosen = part["chosen"]
     pick = (f"chosen: position <b>{chosen['position']}</b>, layer <b>{chosen['layer']}</b>" if chosen
             else f"no candidate chosen ({html.escape(str(part['selection_error']))})")
+    if part.get("no_effective_candidate"):
+        pick = f'<b style="color:#b00000">{html.escape(NO_EFFECT_NOTICE)}</b><br>{pick} (a tie)'
     dropped = ", ".join(f"{html.escape(k)}: {v}" for k, v in part["dropped"].items()) or "none"
     effects = "".join(f'<li class="{"significant" if e["significant"] else ""}">{_effect_line(e)}</li>'
                       for e in part["effects"])

@@ -9,11 +9,13 @@ turn the loaded model into the weakened model M′ its candidates were read from
 
 The layouts below are those ``cosmic_tl.pipeline`` and ``cosmic_tl.experiments`` write; a part
 whose files are missing (a selection whose filters left nothing, an unfinished run) reads as None.
+Every file is checked against the marker of the step that wrote it before it is read, as a resume
+checks it (:func:`~cosmic_tl.runs.folder.verify_recorded`): an edited table is an error naming the
+file, never shown as the run's; damaged JSON or CSV is an error naming the file.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,12 @@ from typing import Callable
 import pandas as pd
 
 from cosmic_tl.directions import Candidates, Direction
+from cosmic_tl.runs.files import ArtifactError, read_csv, read_json, read_jsonl
+from cosmic_tl.runs.folder import verify_recorded
+
+
+TABLE_COLUMNS = ("position", "layer", "score", "kept", "reason", "chosen")
+"""The columns of a selection table (``selection/table.csv``) every explorer view reads."""
 
 
 class ExplorerInputError(ValueError):
@@ -77,49 +85,78 @@ class RunPart:
         rel = self.files.get(name)
         return None if rel is None else self.root / rel
 
+    def _existing(self, path: Path | None) -> Path | None:
+        """``path`` if it is there, checked against its step's marker (ArtifactError if edited)."""
+        if path is None or not path.is_file():
+            return None
+        verify_recorded(self.root, path)
+        return path
+
     def candidates(self) -> Candidates | None:
-        path = self._path("candidates")
-        return Candidates.load(path) if path is not None and path.is_file() else None
+        path = self._existing(self._path("candidates"))
+        return Candidates.load(path) if path is not None else None
 
     def eval_layers(self) -> list[int]:
-        path = self._path("eval_layers")
-        return json.loads(path.read_text())["eval_layers"] if path is not None and path.is_file() else []
+        path = self._existing(self._path("eval_layers"))
+        if path is None:
+            return []
+        saved = read_json(path)
+        layers = saved.get("eval_layers") if isinstance(saved, dict) else None
+        if not isinstance(layers, list) or not all(isinstance(j, int) and not isinstance(j, bool) for j in layers):
+            raise ArtifactError(f"{path} holds no list of evaluation layers (an 'eval_layers' list of integers); "
+                                "rerun the run into its folder (a damaged step is redone) or delete the folder.")
+        return layers
 
     def layer_cosine(self) -> pd.DataFrame | None:
-        return _csv(self._path("layer_cosine"))
+        return _csv(self._existing(self._path("layer_cosine")))
 
     def cosine_pos_layer(self) -> pd.DataFrame | None:
-        return _csv(self._path("cosine"))
+        return _csv(self._existing(self._path("cosine")))
 
     def selection_table(self) -> pd.DataFrame | None:
-        return _csv(self._path("selection") / "table.csv")
+        path = self._existing(self._path("selection") / "table.csv")
+        table = _csv(path)
+        missing = [c for c in TABLE_COLUMNS if table is not None and c not in table.columns]
+        if missing or (table is not None and table.empty):
+            problem = f"has no {', '.join(missing)} column" if missing else "has no candidate rows"
+            raise ArtifactError(f"{path} {problem}, so it is not a selection table cosmic_tl wrote; rerun the run "
+                                "into its folder (a damaged step is redone) or delete the folder.")
+        return table
 
     def selection_summary(self) -> dict:
-        path = self._path("selection") / "summary.json"
-        return json.loads(path.read_text()) if path.is_file() else {"error": "not selected yet"}
+        path = self._existing(self._path("selection") / "summary.json")
+        summary = read_json(path) if path is not None else {"error": "not selected yet"}
+        if not isinstance(summary, dict):
+            raise ArtifactError(f"{path} is not a selection summary (a JSON object); rerun the run into its folder.")
+        return summary
 
     def direction(self) -> Direction | None:
         stem = self._path("selection") / "direction"
-        return Direction.load(stem) if stem.with_suffix(".json").is_file() else None
+        if self._existing(stem.with_suffix(".json")) is None:
+            return None
+        self._existing(stem.with_suffix(".safetensors"))
+        return Direction.load(stem)
 
     def completions(self, dataset: str, condition: str) -> list[dict] | None:
-        path = self.root / "completions" / f"{dataset}_{condition}.jsonl"
-        if not path.is_file():
+        path = self._existing(self.root / "completions" / f"{dataset}_{condition}.jsonl")
+        if path is None:
             return None
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = read_jsonl(path)
+        if not all(isinstance(r, dict) and isinstance(r.get("prompt"), str) and isinstance(r.get("response"), str)
+                   for r in records):
+            raise ArtifactError(f"{path} holds a line that is not a completion (an object with a prompt and a "
+                                "response); rerun the run into its folder (a damaged step is redone) or delete the folder.")
+        return records
 
     def test_prompts(self, dataset: str) -> list[str]:
-        saved = json.loads((self.root / "data" / "prompts.json").read_text())
+        path = self.root / "data" / "prompts.json"
+        verify_recorded(self.root, path)
+        saved = read_json(path)
         return [p["instruction"] for p in saved[f"{dataset}_test"]]
 
 
 def _csv(path: Path | None) -> pd.DataFrame | None:
-    if path is None or not path.is_file():
-        return None
-    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    if "reason" in df:
-        df["reason"] = df["reason"].fillna("")
-    return df
+    return None if path is None else read_csv(path)
 
 
 def _pipeline_parts(root: Path, config: dict) -> list[RunPart]:

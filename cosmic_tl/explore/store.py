@@ -7,25 +7,30 @@ from: a file left from another configuration is ignored, never shown as this run
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from cosmic_tl import atomic
+from cosmic_tl.runs.files import read_json
 
 PRECOMPUTED = Path("explorer") / "precomputed.json"
 
 
 def run_fingerprint(root: Path) -> str | None:
-    return json.loads((root / "config.json").read_text()).get("fingerprint")
+    record = read_json(root / "config.json")
+    return record.get("fingerprint") if isinstance(record, dict) else None
 
 
 def load_precomputed(root: Path) -> dict:
-    """The saved precomputations of the run in ``root`` (``{}`` if none or another run's)."""
+    """The saved precomputations of the run in ``root`` (``{}`` if none or another run's).
+
+    Raises:
+        ArtifactError: the file is damaged (named; ``cosmic-tl explore --top-k`` rewrites it).
+    """
     path = root / PRECOMPUTED
     if not path.is_file():
         return {}
-    saved = json.loads(path.read_text())
-    return saved if saved.get("fingerprint") == run_fingerprint(root) else {}
+    saved = read_json(path)
+    return saved if isinstance(saved, dict) and saved.get("fingerprint") == run_fingerprint(root) else {}
 
 
 def save_precomputed(root: Path, saved: dict) -> Path:

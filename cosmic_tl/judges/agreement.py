@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from cosmic_tl.judges.validation import cohen_kappa
+
 
 def judge_agreement(judge_a_flags: Sequence[bool], judge_b_flags: Sequence[bool]) -> dict:
     """Agreement between two judges' flags on the same items.
 
     Returns:
-        ``n``, ``agreement`` (fraction equal), ``cohen_kappa`` (NaN when chance agreement is 1,
-        i.e. both judges give one constant label), and the confusion counts ``both_true``,
+        ``n``, ``agreement`` (fraction equal), ``cohen_kappa`` (None when chance agreement is 1,
+        i.e. both judges give one constant label, so that the dict stays JSON), and the confusion counts ``both_true``,
         ``a_only``, ``b_only``, ``both_false``.
 
     Raises:
@@ -27,13 +29,11 @@ def judge_agreement(judge_a_flags: Sequence[bool], judge_b_flags: Sequence[bool]
     both_true = sum(x and y for x, y in zip(a, b))
     both_false = sum(not x and not y for x, y in zip(a, b))
     observed = (both_true + both_false) / n
-    pa, pb = sum(a) / n, sum(b) / n
-    chance = pa * pb + (1 - pa) * (1 - pb)
-    kappa = math.nan if chance == 1 else (observed - chance) / (1 - chance)
+    kappa = cohen_kappa(a, b)
     return {
         "n": n,
         "agreement": observed,
-        "cohen_kappa": kappa,
+        "cohen_kappa": None if math.isnan(kappa) else kappa,
         "both_true": both_true,
         "a_only": sum(x and not y for x, y in zip(a, b)),
         "b_only": sum(y and not x for x, y in zip(a, b)),

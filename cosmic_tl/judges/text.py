@@ -87,6 +87,11 @@ class SubstringJudge(PhraseJudge):
         return f"the paper's {len(REFUSAL_PHRASES)} refusal phrases (any case, anywhere)"
 
 
+# A refusal, a compliance, a Chinese reply and a number: a pattern matching all four (".", "\\b",
+# "\\S") cannot tell replies apart.
+_UNLIKE_REPLIES = ("I can't help with that.", "Sure, here is how.", "好的，这是代码。", "42")
+
+
 class RegexJudge(Judge):
     """A response is flagged if the regular expression matches anywhere in it (``re.search``).
 
@@ -97,8 +102,9 @@ class RegexJudge(Judge):
         name: The judge's name in saved results.
 
     Raises:
-        JudgeError: the pattern is not a string, is empty, or does not compile (the message says
-            where).
+        JudgeError: the pattern is not a string, is empty, does not compile (the message says
+            where), matches an empty string in any reply (``a*``, ``x|``, ``$``) or matches a refusal,
+            a compliance, a Chinese reply and a number alike (``.``, ``\\b``): it would flag every reply.
 
     Example:
         >>> RegexJudge(r"\\b(le|la|les)\\b").judge(["p", "p"], ["La tour est haute.", "The tower."])
@@ -116,6 +122,17 @@ class RegexJudge(Judge):
             self.regex = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
         except re.error as error:
             raise JudgeError(f"Bad regular expression {pattern!r}: {error}.") from None
+        if all((m := self.regex.search(probe)) is not None and m.start() == m.end() for probe in ("", "\x00")):
+            raise JudgeError(
+                f"The regular expression {pattern!r} matches an empty string in any reply, so it would flag "
+                "every reply; make it require some text (e.g. 'a+' instead of 'a*')."
+            )
+        if all(self.regex.search(reply) for reply in _UNLIKE_REPLIES):
+            raise JudgeError(
+                f"The regular expression {pattern!r} matches each of {len(_UNLIKE_REPLIES)} unlike replies "
+                f"({', '.join(map(repr, _UNLIKE_REPLIES))}), so it would flag (nearly) every reply; make it "
+                "match what the judge is looking for."
+            )
         self.pattern = pattern
         self.ignore_case = ignore_case
         if name is not None:

@@ -17,13 +17,14 @@ from cosmic_tl.plots.heatmaps import (
     COSMIC_METRICS, SUBSTRING_METRICS, candidate_norm_heatmap, cosine_heatmap, eval_layer_inputs, score_heatmaps,
     selection_dashboard, shared_color_ranges,
 )
+from cosmic_tl.plots.lengths import length_curve
 from cosmic_tl.plots.lines import agreement_scatter, alpha_sweep_plot, layer_cosine_line, projection_plot
 from cosmic_tl.plots.rates import capability_bars, effect_label, effects_plot, refusal_bars
 
 __all__ = [
     "BLOCK_INPUT_AXIS", "BLOCK_OUTPUT_AXIS", "COSMIC_METRICS", "NO_DATA", "POSITION_AXIS", "SUBSTRING_METRICS",
     "PlotInputError", "agreement_scatter", "alpha_sweep_plot", "candidate_norm_heatmap", "capability_bars",
-    "cosine_heatmap", "effect_label", "effects_plot", "eval_layer_inputs", "layer_cosine_line", "projection_plot",
+    "cosine_heatmap", "effect_label", "effects_plot", "eval_layer_inputs", "layer_cosine_line", "length_curve", "projection_plot",
     "provenance", "refusal_bars", "save_figure", "score_heatmaps", "selection_dashboard", "set_title",
     "shared_color_ranges", "template_position_labels",
 ]

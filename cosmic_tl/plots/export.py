@@ -7,6 +7,8 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from cosmic_tl import atomic
+
 logger = logging.getLogger(__name__)
 
 _png_export_works = True  # flips to False after the first failed PNG export, so we warn once
@@ -23,15 +25,20 @@ def save_figure(fig: go.Figure, path_without_suffix: str | Path, png: bool = Tru
     base = Path(path_without_suffix)
     if base.suffix in (".html", ".png"):
         base = base.with_suffix("")
-    base.parent.mkdir(parents=True, exist_ok=True)
     html_path = base.with_name(base.name + ".html")
-    fig.write_html(html_path, include_plotlyjs="directory", full_html=True)
+    # Through the package's one writer, like every artifact: atomic, recorded by the run folder's
+    # step, never through a symbolic link it did not make. plotly.min.js as write_html would copy it.
+    atomic.write_text(html_path, fig.to_html(include_plotlyjs="directory", full_html=True))
     written = [html_path]
+    bundle = base.parent / "plotly.min.js"
+    if not bundle.exists():
+        from plotly.offline import get_plotlyjs
+
+        atomic.write_text(bundle, get_plotlyjs())
     if png and _png_export_works:
         png_path = base.with_name(base.name + ".png")
         try:
-            fig.write_image(png_path)
-            written.append(png_path)
+            written.append(atomic.write_bytes(png_path, fig.to_image(format="png")))
         except (ImportError, RuntimeError, ValueError, OSError) as e:
             _png_export_works = False
             logger.warning("PNG export skipped (kaleido/Chrome not usable offline: %s); HTML only.",

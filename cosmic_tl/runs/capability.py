@@ -75,4 +75,4 @@ def capability_step() -> Step:
 def read_capabilities(run: Run) -> dict | None:
     """``{"truthfulqa_binary": ...}`` of a run that has the check, else None."""
     path = run.root / TRUTHFULQA_SUMMARY
-    return {BENCHMARK: read_json(path)} if path.is_file() else None
+    return {BENCHMARK: read_json(run._checked(path))} if path.is_file() else None

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from cosmic_tl.concepts import Concept
-from cosmic_tl.judges import DEFAULT_JUDGE_MODEL, Judge, ModelJudge
+from cosmic_tl.judges import DEFAULT_JUDGE_MODEL, Judge, ModelJudge, headline_judge
 from cosmic_tl.metrics import ALL_CATEGORIES, UNCATEGORIZED
 from cosmic_tl.models import load_model
 from cosmic_tl.runs.context import Condition, Intervention, Step, StepContext
@@ -48,7 +48,8 @@ def concept_record(concept: Concept) -> dict:
 
 
 def concept_judges(concept: Concept) -> Callable[[StepContext], list[Judge]]:
-    """The judges factory of the ``judges`` step: the concept's judge, then ``judge_model``'s.
+    """The judges factory of the ``judges`` step: the concept's judge, the headline refusal judge
+    (refusal runs only, :func:`~cosmic_tl.judges.headline_judge`), then ``judge_model``'s.
 
     A model judge of the concept loads ``its model or judge_model or DEFAULT_JUDGE_MODEL``; a
     configured ``judge_model`` is added as a second judge (with the refusal question) only when
@@ -62,12 +63,31 @@ def concept_judges(concept: Concept) -> Callable[[StepContext], list[Judge]]:
             name = name or c.judge_model or DEFAULT_JUDGE_MODEL
             return ctx.get_model() if name == c.model else load_model(name, dtype=c.dtype, device=c.device)
 
-        chosen = [concept.build_judge(load, batch_size=c.gen_batch_size, progress=ctx.progress)]
+        chosen = [concept.build_judge(load, batch_size=c.gen_batch_size, progress=ctx.progress),
+                  *headline_beside(concept)]
         if c.judge_model and not concept.needs_judge_model:
             chosen.append(ModelJudge(load(c.judge_model), batch_size=c.gen_batch_size, progress=ctx.progress))
         return chosen
 
     return judges
+
+
+def length_judges(concept: Concept) -> Callable[[StepContext], list[Judge]]:
+    """The judges the ``lengths`` step reads every cut with: those that read text only (a model
+    judge at five lengths would cost five judging passes). Refusal: the paper's substring judge
+    and the headline judge; another concept: its judge unless it is a model judge."""
+
+    def judges(ctx: StepContext) -> list[Judge]:
+        return ([] if concept.needs_judge_model else [concept.build_judge()]) + headline_beside(concept)
+
+    return judges
+
+
+def headline_beside(concept: Concept) -> list[Judge]:
+    """The headline refusal judge, for a refusal concept judged by another judge (none otherwise)."""
+    if concept.metric != "refusal" or getattr(concept.judge, "name", None) == headline_judge().name:
+        return []
+    return [headline_judge()]
 
 
 def rate_rows(records: Sequence[dict], flags: Sequence[bool], **labels) -> list[dict]:

@@ -22,7 +22,7 @@ from cosmic_tl.config import RunConfig
 from cosmic_tl.directions import Direction
 from cosmic_tl.hooks import steering_hooks
 from cosmic_tl.models import ChatModel, load_model
-from cosmic_tl.runs.folder import RunFolder
+from cosmic_tl.runs.folder import RunFolder, RunFolderError
 from cosmic_tl.runs.layout import Layout
 from cosmic_tl.runs.reader import Run, open_run
 
@@ -118,6 +118,7 @@ class StepContext:
         self.sizes = config.sizes
         self.concept = concept
         self._model = model
+        self._layers_checked = False
 
     @property
     def keys(self) -> tuple[str, str]:
@@ -140,9 +141,17 @@ class StepContext:
         return self.folder.root / rel
 
     def get_model(self) -> ChatModel:
+        """The configured model (loaded on first use); its layer count is checked against the
+        configuration's ``layer_stride`` then, before any step works with it.
+
+        Raises:
+            ConfigError: the stride scores no layer whose candidates the filters can keep.
+        """
         if self._model is None:
-            c = self.config
-            self._model = load_model(c.model, dtype=c.dtype, device=c.device, system=c.system_prompt)
+            self._model = configured_model(self.config)
+        if not self._layers_checked:
+            check_layer_stride(self.config, self._model)
+            self._layers_checked = True
         return self._model
 
     def direction(self, rel: str) -> Direction:
@@ -183,3 +192,55 @@ class StepContext:
     def layers(self) -> range:
         """Candidate layers scored (every ``layer_stride``-th)."""
         return range(0, self.get_model().n_layers, self.sizes.layer_stride)
+
+
+def configured_model(config: RunConfig) -> ChatModel:
+    """The configuration's model, loaded with its dtype, device and system turn."""
+    return load_model(config.model, dtype=config.dtype, device=config.device, system=config.system_prompt)
+
+
+def model_before_claiming(config: RunConfig, out, model: ChatModel | None) -> ChatModel | None:
+    """For a new run, the model (loaded now when not given) with ``layer_stride`` checked, before
+    the run folder is claimed: a stride the model cannot use must not leave a folder tied to a
+    configuration that cannot run. A folder that already holds a run keeps its lazy load (a
+    finished run is resumed without loading the model).
+
+    Raises:
+        ConfigError: see :func:`check_layer_stride`.
+    """
+    from cosmic_tl.runs.folder import read_run_record
+
+    try:
+        existing = Path(out).is_dir() and read_run_record(Path(out)) is not None
+    except RunFolderError:
+        existing = True  # refused with its own message when the folder is claimed
+    if existing:
+        return model
+    model = model if model is not None else configured_model(config)
+    check_layer_stride(config, model)
+    return model
+
+
+def check_layer_stride(config: RunConfig, model: ChatModel) -> None:
+    """Refuse a ``layer_stride`` that scores no layer whose candidates the configured selection can
+    keep (e.g. ``--layer-stride 1000``: only layer 0, whose candidates are zero), naming the stride.
+
+    Raises:
+        ConfigError: with the layers that could be chosen.
+    """
+    from cosmic_tl.checks import ConfigError
+    from cosmic_tl.selection.arguments import check_scored_layers
+    from cosmic_tl.selection.cosmic import late_layer_cutoff
+    from cosmic_tl.selection.refusal_token import refusal_token_pruned
+
+    n, stride = model.n_layers, config.sizes.layer_stride
+    if config.selection == "cosmic":
+        cutoff = late_layer_cutoff(n, config.prune_fraction)
+        pruned = lambda pos, layer: layer >= cutoff  # noqa: E731
+    else:
+        pruned = refusal_token_pruned(config.substring_variant, n)
+    try:
+        check_scored_layers(range(0, n, stride), n, range(-model.n_pos, 0), pruned)
+    except ConfigError as e:
+        raise ConfigError(f"layer_stride={stride} scores layers {list(range(0, n, stride))[:8]} of "
+                          f"{config.model!r}: {e}") from None

@@ -15,16 +15,17 @@ import pandas as pd
 
 from cosmic_tl import atomic, plots
 from cosmic_tl.generation import completions_records, generate_completions
-from cosmic_tl.judges import Judge, ModelJudge, SubstringJudge, judge_agreement
-from cosmic_tl.metrics import ce_loss, next_token_kl, refusal_table
+from cosmic_tl.judges import Judge, ModelJudge, SubstringJudge, degenerate_reason, judge_agreement
+from cosmic_tl.metrics import ce_loss, next_token_kl, refusal_table, reply_kl
 from cosmic_tl.models import load_model
 from cosmic_tl.runs.context import Condition, Intervention, Step, StepContext
 from cosmic_tl.runs.files import read_json, read_jsonl, write_csv
 from cosmic_tl.runs.layout import FIGURES, PIPELINE, REFUSAL_METRICS, SIDE_EFFECTS
 from cosmic_tl.runs.reader import Run
-from cosmic_tl.stats import with_wilson
+from cosmic_tl.stats import rate_with_ci, with_wilson
 
 SELECTED = PIPELINE.direction
+REPLY_KL_TOKENS = 16  # reply tokens the teacher-forced KL reads (docs/method.md §7)
 # The pipeline's completion sets (docs/method.md §7): each test set unsteered and steered.
 PIPELINE_CONDITIONS = (
     Condition("harmful", "baseline"),
@@ -120,9 +121,27 @@ def side_effects(ctx: StepContext, dataset: str = "harmless") -> dict:
     return {
         "kl_harmless_ablation": next_token_kl(model, prompts, ablation, **kw),
         "kl_harmless_addition": next_token_kl(model, prompts, addition, **kw),
+        "reply_kl_harmless_ablation": reply_kl(model, prompts, baseline, ablation, REPLY_KL_TOKENS, **kw)["kl"],
+        "reply_kl_harmless_addition": reply_kl(model, prompts, baseline, addition, REPLY_KL_TOKENS, **kw)["kl"],
+        "reply_kl_tokens": REPLY_KL_TOKENS,
         "ce_harmless_baseline": ce_loss(model, prompts, baseline, **kw),
         "ce_harmless_ablation": ce_loss(model, prompts, baseline, fwd_hooks=ablation, **kw),
     }
+
+
+def degenerate_shares(ctx: StepContext, conditions: Sequence[Condition]) -> dict:
+    """Per condition (``<dataset>_<condition>``): the share of degenerate replies (empty, looping,
+    not language; :func:`~cosmic_tl.judges.degenerate_reason`) with its Wilson interval, and how
+    many of each kind."""
+    out = {}
+    for condition in conditions:
+        reasons = [degenerate_reason(r["response"]) for r in read_jsonl(ctx.path(condition.completions_file))]
+        kinds = sorted({r for r in reasons if r})
+        out[f"{condition.dataset}_{condition.label}"] = {
+            **rate_with_ci([r is not None for r in reasons]).to_dict(),
+            "reasons": {k: reasons.count(k) for k in kinds},
+        }
+    return out
 
 
 def metrics_step(conditions: Sequence[Condition], *, with_side_effects: bool = False,
@@ -130,7 +149,8 @@ def metrics_step(conditions: Sequence[Condition], *, with_side_effects: bool = F
                  table: Callable[[StepContext, Sequence[Condition]], pd.DataFrame] = refusal_frame,
                  table_file: str = REFUSAL_METRICS) -> Step:
     """Step ``metrics``: the rate table (``metrics/refusal.csv`` by default) and, for the pipeline,
-    ``metrics/side_effects.json`` on ``side_effects_dataset``'s test prompts.
+    ``metrics/side_effects.json``: KL (next token and first reply tokens) and CE loss on
+    ``side_effects_dataset``'s test prompts, and the share of degenerate replies of each condition.
 
     Args:
         conditions: The completion sets to tabulate.
@@ -143,7 +163,8 @@ def metrics_step(conditions: Sequence[Condition], *, with_side_effects: bool = F
     def fn(ctx: StepContext) -> None:
         write_csv(ctx.path(table_file), table(ctx, conditions))
         if with_side_effects:
-            atomic.write_json(ctx.path(SIDE_EFFECTS), side_effects(ctx, side_effects_dataset))
+            atomic.write_json(ctx.path(SIDE_EFFECTS), {**side_effects(ctx, side_effects_dataset),
+                                                       "degenerate": degenerate_shares(ctx, conditions)})
 
     return Step("metrics", fn)
 

@@ -22,7 +22,7 @@ from cosmic_tl.runs.context import Step, StepContext
 from cosmic_tl.runs.files import read_json
 from cosmic_tl.runs.layout import run_concept
 from cosmic_tl.runs.reader import Run
-from cosmic_tl.runs.report import run_effects
+from cosmic_tl.runs.report import headline_name, run_effects, run_lengths
 
 TEMPLATE = "template/post_instruction.json"
 logger = logging.getLogger("cosmic_tl")
@@ -58,11 +58,13 @@ def run_provenance(run: Run) -> str:
 def run_figures(run: Run) -> dict[str, go.Figure]:
     """The run's heatmaps, layer cosine line, selection dashboard, rate bars of the positive and
     negative test prompts (refusal: ``refusal_harmful``, ``refusal_harmless``; another concept:
-    ``rate_<key>``), effects and capability bars, by file name. The bars and effects show the
-    concept's own judge (:func:`~cosmic_tl.runs.layout.run_concept`)."""
+    ``rate_<key>``), effects, the rate against reply length (``length_curve``) and capability bars,
+    by file name. The bars, effects and length curve show the headline judge
+    (:func:`~cosmic_tl.runs.report.headline_name`: refusal runs' validated judge, otherwise the
+    concept's own judge)."""
     concept = run_concept(run)
     metrics = run.metrics()
-    judge = concept["judge"]["name"]
+    judge = headline_name(run)
     judged = metrics[metrics.judge == judge]
     refusal = concept["metric"] == "refusal"
     prefix, column = ("refusal", "refusal_rate") if refusal else ("rate", "rate")
@@ -82,6 +84,11 @@ def run_figures(run: Run) -> dict[str, go.Figure]:
     for key in (concept["labels"]["positive_key"], concept["labels"]["negative_key"]):
         figures[f"{prefix}_{key}"] = plots.refusal_bars(judged, dataset=key, metric=column, **common)
     figures["effects"] = plots.effects_plot([e for e in run_effects(run) if e["judge"] == judge], **common)
+    lengths = run_lengths(run)
+    if lengths is not None and judge in lengths["judges"]:
+        entry = lengths["judges"][judge]
+        figures["length_curve"] = plots.length_curve(entry["rates"], judge=judge, judged=concept["labels"]["judged"],
+                                                     stable_from=entry["stable_from"], **common)
     capabilities = read_capabilities(run)
     if capabilities is not None:
         for benchmark, summary in capabilities.items():

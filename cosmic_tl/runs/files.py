@@ -29,6 +29,8 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _broken(path, f"not valid JSON ({e})") from None
+    except RecursionError:
+        raise _broken(path, "not a JSON file cosmic_tl wrote (nested too deeply to read)") from None
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
@@ -38,6 +40,8 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         return [json.loads(line) for line in lines if line.strip()]
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _broken(path, f"not valid JSON lines ({e})") from None
+    except RecursionError:
+        raise _broken(path, "not a JSON lines file cosmic_tl wrote (nested too deeply to read)") from None
 
 
 def read_csv(path: str | os.PathLike) -> pd.DataFrame:

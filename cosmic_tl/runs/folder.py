@@ -23,9 +23,12 @@ Guarantees (README, "Reliability"):
   ``flock``; a second process is refused naming that PID. The kernel releases the lock of a process
   that died, so a lock file left by a killed run is taken over (and said so in the log).
 
-Which files a step wrote is read from the folder itself (files new or replaced while the step ran:
-the atomic writer always replaces, so a rewritten file has a new inode), so a step cannot forget to
-declare one.
+Which files a step wrote is recorded by the package's one writer (:func:`cosmic_tl.atomic.watching`):
+every file the toolkit writes goes through it, so a step cannot forget to declare one, and a file
+someone else puts into the folder while the step runs (notes, an extra file under ``directions/``)
+is never recorded as the step's, so it is never deleted when the step is redone. Nothing is written
+through a symbolic link inside the folder (the toolkit never makes one there), the lock file
+included.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from contextlib import contextmanager
@@ -42,6 +46,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from cosmic_tl import atomic
+from cosmic_tl.user_files import path_problem
 
 try:
     import fcntl
@@ -92,6 +97,8 @@ def read_run_record(root: Path) -> dict | None:
     path = root / CONFIG_FILE
     looks_like_a_run = (root / STEPS_DIR).is_dir()
     try:
+        if path_problem(path) not in (None, "does not exist"):  # a FIFO would block: never opened
+            raise OSError(errno.EINVAL, f"{path} is not a plain file")
         record = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         record = None
@@ -155,6 +162,10 @@ class RunFolder:
 
     def _claim(self, record: dict) -> None:
         root = self.root
+        if os.path.islink(root) and not root.exists():
+            raise RunFolderError(
+                f"Output folder {root} is a symbolic link that leads nowhere (a loop, or its target is "
+                "missing); nothing was changed there. Point it at a folder, remove it, or use another --out.")
         if root.exists() and not root.is_dir():
             raise RunFolderError(f"Output folder {root} is not writable: it is a file. Use another --out.")
         saved = read_run_record(root) if root.is_dir() else None
@@ -201,7 +212,7 @@ class RunFolder:
         """
         path = self.root / LOCK_FILE
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = _open_lock(path)
             try:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -227,7 +238,8 @@ class RunFolder:
         for folder, _, _ in os.walk(self.root):
             atomic.remove_own_temp_files(folder)
         try:
-            yield
+            with atomic.watching(self.root):  # no write through a symbolic link inside the folder
+                yield
         finally:
             path.unlink(missing_ok=True)
             os.close(fd)
@@ -252,14 +264,12 @@ class RunFolder:
             log(f"[{step}] redoing: {why}")
             self._remove_outputs(marker)
         self._marker(step).unlink(missing_ok=True)
-        before = self._snapshot()
         start = time.perf_counter()
         log(f"[{step}] running")
-        fn()
+        with atomic.watching(self.root) as watch:
+            fn()
         seconds = time.perf_counter() - start
-        after = self._snapshot()
-        files = {rel: {"size": after[rel][2], "sha256": sha256_file(self.root / rel)}
-                 for rel in sorted(after) if before.get(rel) != after[rel]}
+        files = self._describe(watch)
         chain = hashlib.sha256(json.dumps([self._chain, step, files], sort_keys=True).encode()).hexdigest()
         atomic.write_json(self._marker(step), {
             "step": step, "seconds": round(seconds, 2), "peak_rss_gb": round(peak_rss_gb(), 2),
@@ -272,8 +282,10 @@ class RunFolder:
     def _read_marker(self, step: str) -> dict | str | None:
         """The marker, None when there is none, or a string saying why it is unusable."""
         path = self._marker(step)
-        if not path.exists():
+        if not os.path.lexists(path):
             return None
+        if own_file(self.root, f"{STEPS_DIR}/{step}.json") is None:  # a FIFO would block: never opened
+            return f"its marker {path.relative_to(self.root)} is not a plain file"
         try:
             marker = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -291,37 +303,136 @@ class RunFolder:
         if marker.get("after") != self._chain:
             return "an earlier step was redone with other results"
         for rel, expected in marker["files"].items():
-            path = self.root / rel
-            if not path.is_file():
-                return f"{rel} is missing"
-            size = path.stat().st_size
-            if size != expected.get("size"):
-                return f"{rel} changed since the step finished ({expected.get('size')} -> {size} bytes)"
-            if sha256_file(path) != expected.get("sha256"):
-                return f"{rel} changed since the step finished (content differs)"
+            why = file_changed(self.root, rel, expected)
+            if why is not None:
+                return why
         return None
 
     def _remove_outputs(self, marker: dict | str) -> None:
-        """Delete the files a step's marker says it wrote (the toolkit's own, nothing else)."""
+        """Delete the files a step's marker says it wrote (the toolkit's own, nothing else).
+
+        A recorded name that is now a symbolic link, a folder or anything but a plain file inside
+        the run folder (no link on the way) is left alone: it is not what the step wrote.
+        """
         if not isinstance(marker, dict):
             return
-        root = self.root.resolve()
         for rel in marker["files"]:
-            path = (self.root / rel).resolve()
-            if path.is_relative_to(root) and path.is_file():
+            path = own_file(self.root, rel)
+            if path is not None:
                 path.unlink()
 
-    def _snapshot(self) -> dict[str, tuple[int, int, int]]:
-        """(inode, mtime, size) of every file that a step may have written."""
-        out = {}
-        for folder, dirs, files in os.walk(self.root):
-            rel_dir = Path(folder).relative_to(self.root)
-            if rel_dir == Path("."):
-                dirs[:] = [d for d in dirs if d != STEPS_DIR]
-                files = [f for f in files if f not in _BOOKKEEPING]
-            for name in files:
-                if name.endswith(atomic.TEMP_SUFFIX):
-                    continue
-                st = os.stat(Path(folder, name))
-                out[(rel_dir / name).as_posix()] = (st.st_ino, st.st_mtime_ns, st.st_size)
-        return out
+    def _describe(self, watch: "atomic.Watch") -> dict[str, dict]:
+        """Name, size and sha256 of every file the step wrote (bookkeeping excluded), by name."""
+        files = {}
+        for path in watch.written:
+            rel = path.relative_to(watch.root).as_posix()
+            if rel in _BOOKKEEPING or rel.split("/")[0] == STEPS_DIR:
+                continue
+            if own_file(self.root, rel) is not None:  # not removed again by the step
+                files[rel] = {"size": os.lstat(path).st_size, "sha256": sha256_file(path)}
+        return dict(sorted(files.items()))
+
+
+def file_changed(root: Path, rel: str, expected: dict) -> str | None:
+    """Why ``root / rel`` is not the file a marker recorded (``expected``: size, sha256); None if it is."""
+    path = own_file(root, rel)
+    if path is None:
+        there = os.path.lexists(Path(root, rel))
+        return f"{rel} is no longer a plain file (a link, a folder, ...)" if there else f"{rel} is missing"
+    size = os.lstat(path).st_size
+    if size != expected.get("size"):
+        return f"{rel} changed since the step finished ({expected.get('size')} -> {size} bytes)"
+    if sha256_file(path) != expected.get("sha256"):
+        return f"{rel} changed since the step finished (content differs)"
+    return None
+
+
+def recorded_files(root: str | os.PathLike) -> dict[str, tuple[str, dict]]:
+    """Every file a readable step marker of the run in ``root`` records: name -> (step, size and sha256)."""
+    out = {}
+    for marker_path in sorted(Path(root, STEPS_DIR).glob("*.json")):
+        if own_file(Path(root), f"{STEPS_DIR}/{marker_path.name}") is None:  # a FIFO would block
+            continue
+        try:
+            marker = json.loads(marker_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            continue
+        files = marker.get("files") if isinstance(marker, dict) else None
+        for rel, expected in (files or {}).items() if isinstance(files, dict) else ():
+            if isinstance(expected, dict):
+                out[rel] = (marker_path.stem, expected)
+    return out
+
+
+def verify_recorded(root: str | os.PathLike, path: str | os.PathLike,
+                    recorded: dict[str, tuple[str, dict]] | None = None) -> bool:
+    """Check a run artifact against the marker of the step that wrote it, as a resume does.
+
+    Args:
+        root: The run folder.
+        path: The artifact (absolute, or relative to the working directory as the caller built it).
+        recorded: :func:`recorded_files` of ``root`` (read when not given).
+
+    Returns:
+        True when a marker records the file and it is unchanged; False when no marker records it
+        (a step that never finished, or a file written outside the steps such as ``summary.json``).
+
+    Raises:
+        ArtifactError: a marker records the file but it is missing or changed (hand-edited, cut,
+            swapped): it is not read, and the message names the file and the step to redo.
+    """
+    from cosmic_tl.runs.files import ArtifactError
+
+    root = Path(root)
+    try:
+        rel = Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()
+    except ValueError:
+        return False
+    recorded = recorded_files(root) if recorded is None else recorded
+    if rel not in recorded:
+        return False
+    step, expected = recorded[rel]
+    why = file_changed(root, rel, expected)
+    if why is not None:
+        raise ArtifactError(
+            f"{Path(root, rel)} is not the file step '{step}' wrote ({why}), so it is not shown or read: "
+            "nothing on disk vouches for itself. Rerun the run into its folder (the same command redoes that "
+            "step and what depends on it), or delete the folder to start over.")
+    return True
+
+
+def own_file(root: Path, rel: str) -> Path | None:
+    """``root / rel`` when it is a plain file reached without a symbolic link below ``root``
+    (what the toolkit writes there), else None."""
+    parts = Path(rel).parts
+    if not parts or Path(rel).is_absolute() or ".." in parts:
+        return None
+    path, mode = Path(root), 0
+    for part in parts:
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            return None
+        if stat.S_ISLNK(mode):
+            return None
+    return path if stat.S_ISREG(mode) else None
+
+
+def _open_lock(path: Path) -> int:
+    """The lock file, opened without following a symbolic link; refused unless it is a plain file."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0), 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP or os.path.islink(path):
+            raise RunFolderError(
+                f"{path} is a symbolic link; cosmic_tl never writes its lock through one (it would overwrite "
+                "whatever the link points to). Remove the link and rerun.") from None
+        if e.errno != errno.EISDIR:
+            raise
+        fd = os.open(path, os.O_RDONLY)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunFolderError(f"{path} is not a plain file (a FIFO, device or folder); cosmic_tl keeps its lock "
+                             "there. Remove it and rerun.")
+    return fd

@@ -20,6 +20,7 @@ JUDGES = "judges"
 REFUSAL_METRICS = "metrics/refusal.csv"
 RATE_METRICS = "metrics/rates.csv"  # concepts judged by a plain rate (metric "rate")
 SIDE_EFFECTS = "metrics/side_effects.json"
+LENGTHS = "judges/lengths.json"  # every text judge's verdicts at each reply length (runs/lengths.py)
 FIGURES = "figures"
 SUMMARY = "summary.json"
 REPORT = "report.md"

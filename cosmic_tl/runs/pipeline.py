@@ -1,5 +1,5 @@
 """The end-to-end run as a list of steps: data → directions → evaluation layers → selection →
-completions → judges → metrics → TruthfulQA → template tokens → figures, then ``summary.json``,
+completions → judges → verdicts per reply length → metrics → TruthfulQA → template tokens → figures, then ``summary.json``,
 ``report.md`` and ``explorer.html``.
 
 The run folder layout (:mod:`cosmic_tl.runs.layout`)::
@@ -10,7 +10,7 @@ The run folder layout (:mod:`cosmic_tl.runs.layout`)::
     eval_layers/eval_layers.json, eval_layers/layer_cosine.csv
     selection/table.csv, selection/summary.json, selection/direction.{safetensors,json}
     completions/<dataset>_<condition>.jsonl
-    judges/<dataset>_<condition>.json
+    judges/<dataset>_<condition>.json, judges/lengths.json (text judges' verdicts at 16, 32, … tokens)
     metrics/refusal.csv (metric "rate": metrics/rates.csv), metrics/side_effects.json
     capabilities/truthfulqa.json, capabilities/truthfulqa_<condition>.jsonl
     template/post_instruction.json   the post-instruction template's tokens (tick labels)
@@ -36,9 +36,12 @@ from cosmic_tl.models import ChatModel, check_model_source
 from cosmic_tl.runs.report import render_report, run_summary
 from cosmic_tl.runs.capability import capability_step
 from cosmic_tl.runs.figures import run_figures, template_step, write_explorer
-from cosmic_tl.runs.context import Step, StepContext
+from cosmic_tl.runs.context import Step, StepContext, model_before_claiming
 from cosmic_tl.runs.evaluate import completions_step, figures_step, judges_step
-from cosmic_tl.runs.concept_steps import concept_conditions, concept_judges, concept_metrics_step, concept_record
+from cosmic_tl.runs.concept_steps import (
+    concept_conditions, concept_judges, concept_metrics_step, concept_record, length_judges,
+)
+from cosmic_tl.runs.lengths import length_step
 from cosmic_tl.runs.folder import RunFolder
 from cosmic_tl.runs.layout import REPORT, SUMMARY
 from cosmic_tl.runs.steps import (
@@ -63,6 +66,7 @@ def pipeline_steps(config: RunConfig, concept: Concept | None = None) -> list[St
         selection_step(),
         *(completions_step(c) for c in conditions),
         judges_step(conditions, judges=concept_judges(concept)),
+        length_step(conditions, length_judges(concept)),
         concept_metrics_step(concept),
         capability_step(),
         template_step(),
@@ -121,6 +125,7 @@ def run_pipeline(
         check_model_source(config.model)
     concept = concept or config.build_concept()
     concept_sampler(concept)(config)
+    model = model_before_claiming(config, out, model)  # a new run's layer_stride is checked before its folder exists
     folder = open_pipeline_folder(config, out, concept)
     with folder.locked(log):
         ctx = StepContext(folder, config, model=model, progress=progress, log=log, concept=concept)

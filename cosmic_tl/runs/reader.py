@@ -4,7 +4,10 @@ One reader serves pipeline folders and experiment folders. An experiment's selec
 *sub-runs* (``run.subruns()``: the weak experiment's stages, the adversarial experiment's
 (method, extraction) pairs, the agreement experiment's two rankings); each is a :class:`Run` over
 the same folder that reads its own files (:mod:`cosmic_tl.runs.layout`) and offers the same
-methods where it has the files. Reading never changes the folder and takes no lock.
+methods where it has the files. Reading never changes the folder and takes no lock. Every file a
+step marker records is checked against it (size and sha256) before it is read, as a resume checks
+it: an edited artifact raises :class:`~cosmic_tl.runs.files.ArtifactError` naming it, instead of
+being shown as the run's.
 
 Example:
     >>> run = open_run("runs/quick")                      # doctest: +SKIP
@@ -23,7 +26,7 @@ from cosmic_tl.data import Prompt
 from cosmic_tl.directions import Candidates, Direction
 from cosmic_tl.runs import layout as L
 from cosmic_tl.runs.files import read_csv, read_json, read_jsonl
-from cosmic_tl.runs.folder import RunFolderError, read_run_record, record_kind
+from cosmic_tl.runs.folder import RunFolderError, read_run_record, record_kind, verify_recorded
 
 
 class Run:
@@ -81,11 +84,16 @@ class Run:
     def _file(self, rel: str | None, what: str) -> Path:
         if rel is None:
             raise FileNotFoundError(f"{self!r} has no {what}.")
-        return self.root / rel
+        return self._checked(self.root / rel)
+
+    def _checked(self, path: Path) -> Path:
+        """``path``, after checking it against the marker of the step that wrote it (if one does)."""
+        verify_recorded(self.root, path)
+        return path
 
     def prompts(self) -> dict:
         """Train/val instruction lists and test :class:`Prompt` lists, keyed by split name."""
-        raw = read_json(self.root / L.PROMPTS)
+        raw = read_json(self._checked(self.root / L.PROMPTS))
         return {k: [Prompt(**p) for p in v] if k.endswith("test") else v for k, v in raw.items()}
 
     def candidates(self) -> Candidates:
@@ -112,13 +120,15 @@ class Run:
         summary = self.layout.selection_summary
         if summary is not None and (self.root / summary).is_file() and "error" in self.selection_summary():
             return None
-        return Direction.load(self._file(self.layout.direction, "direction"))
+        stem = self._file(self.layout.direction, "direction")
+        self._checked(stem.with_name(stem.name + ".safetensors"))
+        return Direction.load(self._checked(stem.with_name(stem.name + ".json")))
 
     def completions(self, dataset: str, condition: str) -> list[dict]:
-        return read_jsonl(self.root / self.layout.completions(dataset, condition))
+        return read_jsonl(self._checked(self.root / self.layout.completions(dataset, condition)))
 
     def judged(self, dataset: str, condition: str) -> dict:
-        return read_json(self.root / self.layout.judged(dataset, condition))
+        return read_json(self._checked(self.root / self.layout.judged(dataset, condition)))
 
     def conditions(self) -> list[tuple[str, str]]:
         """(dataset, condition) of every completion set written (this sub-run's, unprefixed)."""
@@ -134,10 +144,15 @@ class Run:
         (``metrics/refusal.csv``), or for a concept judged by a plain rate its ``rate``
         (``metrics/rates.csv``, :data:`~cosmic_tl.runs.layout.RATE_METRICS`)."""
         rate = L.run_concept(self)["metric"] == "rate"
-        return read_csv(self.root / (L.RATE_METRICS if rate else L.REFUSAL_METRICS))
+        return read_csv(self._checked(self.root / (L.RATE_METRICS if rate else L.REFUSAL_METRICS)))
+
+    def lengths(self) -> dict | None:
+        """The verdicts at every reply length (``judges/lengths.json``), None for a run without them."""
+        path = self.root / L.LENGTHS
+        return read_json(self._checked(path)) if path.is_file() else None
 
     def side_effects(self) -> dict:
-        return read_json(self.root / L.SIDE_EFFECTS)
+        return read_json(self._checked(self.root / L.SIDE_EFFECTS))
 
     def summary(self) -> dict:
         return read_json(self.root / L.SUMMARY)

@@ -8,7 +8,12 @@ concept record (:func:`~cosmic_tl.runs.layout.run_concept`; refusal for folders 
 - ``concept``: the concept record (only for concepts other than refusal, whose summary keeps the
   keys it had before concepts existed).
 - ``selection``: the chosen candidate and why the others were dropped (``selection/summary.json``).
-- ``refusal`` (the refusal metric): the substring judge's overall rates as plain numbers
+- ``headline_judge`` (refusal runs): the judge the headline counts with (``name``,
+  ``description``), what its flags count (``target``: ``"refusal"``), ``n_labels`` and
+  ``validation``: for it and the paper's substring judge, per target of
+  :data:`cosmic_tl.judges.validation.TARGETS`, accuracy, precision, recall (each with its 95%
+  Wilson interval) and Cohen's κ with its 95% bootstrap interval against the shipped read labels.
+- ``refusal`` (the refusal metric): the headline judge's overall rates as plain numbers
   (``harmful_refusal_baseline``, ``harmful_refusal_ablation``, ``harmless_refusal_baseline``,
   ``harmless_refusal_addition``, ``asr_baseline``, ``asr_ablation``); their counts and intervals
   are in ``effects`` and in ``metrics/refusal.csv``.
@@ -23,23 +28,33 @@ concept record (:func:`~cosmic_tl.runs.layout.run_concept`; refusal for folders 
   ``difference``, ``ci_low``, ``ci_high``, ``baseline_ci_low``, ``baseline_ci_high`` (95% Wilson),
   ``only_baseline``, ``only_condition``, ``p_value`` (exact McNemar, two-sided), ``expected``,
   ``alpha``, ``significant`` (p < 0.05 and the expected sign), ``verdict``) plus ``judge`` (the
-  concept's judge first, then the ``--judge-model`` judge when configured). For the refusal metric
+  headline judge first, then the concept's own, then the ``--judge-model`` judge when configured). For the refusal metric
   a refusal is a response the judge flags or one shorter than 2 characters, as in
   ``metrics/refusal.csv`` (docs/method.md §7); for the rate metric it is the judge's flag.
 - ``capabilities``: ``{"truthfulqa_binary": ...}`` (:mod:`cosmic_tl.runs.capability`): accuracy
   per condition with Wilson intervals and the share of "A" answers, and the paired effects of
   ablation and addition; absent when ``n_truthfulqa`` is 0.
-- ``side_effects``: next-token KL and CE loss on the negative (refusal: harmless) test prompts.
+- ``side_effects``: next-token KL (``kl_harmless_ablation`` / ``_addition``), KL over the first
+  ``reply_kl_tokens`` tokens of the unsteered replies (``reply_kl_harmless_ablation`` /
+  ``_addition``) and CE loss on the negative (refusal: harmless) test prompts; ``degenerate``: per
+  ``<prompt key>_<condition>``, the share of degenerate replies (count, n, rate, Wilson interval)
+  and how many of each kind (``reasons``).
+- ``lengths``: the verdicts at every reply length (:func:`cosmic_tl.runs.lengths.length_summary`:
+  per text judge, the rates at each cut, how many verdicts differ from the full-length ones, the
+  paired effects at each cut and ``stable_from``, the shortest length from which none changes).
 - ``timings_s``, ``peak_rss_gb``: seconds per step and the largest peak resident memory.
 """
 
 from __future__ import annotations
 
 from cosmic_tl import __version__
-from cosmic_tl.judges import jailbreak_flags
+from cosmic_tl.judges import HEADLINE_TARGET, SubstringJudge, headline_judge, jailbreak_flags, validate_judge
+from cosmic_tl.judges.validation import TARGETS, kappa_text
 from cosmic_tl.runs.capability import read_capabilities
 from cosmic_tl.runs.layout import run_concept
+from cosmic_tl.runs.lengths import length_summary
 from cosmic_tl.runs.reader import Run
+from cosmic_tl.selection.result import NO_EFFECT_NOTICE, no_effective_candidate
 from cosmic_tl.stats import NO_CHANGE_VERDICT, paired_effect
 
 # A concept's expected move of the judged rate, as cosmic_tl.stats names it.
@@ -76,12 +91,54 @@ def judged_flags(run: Run, dataset: str, condition: str, judge: str) -> list[boo
     return [bool(f) for f in run.judged(dataset, condition)["flags"][judge]]
 
 
+def headline_name(run: Run) -> str:
+    """The judge the run's headline counts with: the headline refusal judge where the run has its
+    flags (refusal runs), the concept's own judge otherwise."""
+    concept = run_concept(run)
+    flags = run.judged(concept_effects(concept)[0][0], "baseline")["flags"]
+    name = headline_judge().name
+    return name if concept["metric"] == "refusal" and name in flags else concept["judge"]["name"]
+
+
+def judge_order(run: Run) -> list[str]:
+    """The run's judges: the headline one first, then the concept's own (e.g. the paper's substring
+    judge), then any other."""
+    concept = run_concept(run)
+    judges = list(run.judged(concept_effects(concept)[0][0], "baseline")["flags"])
+    first = headline_name(run)
+    return sorted(judges, key=lambda j: (j != first, j != concept["judge"]["name"]))
+
+
+def headline_validation(run: Run) -> dict | None:
+    """``summary.json["headline_judge"]``: the headline judge, what it counts and how it agrees
+    with the shipped read labels (refusal runs; None otherwise)."""
+    name = headline_name(run)
+    if run_concept(run)["metric"] != "refusal" or name != headline_judge().name:
+        return None
+    judge = headline_judge()
+    beside = [SubstringJudge()] if SubstringJudge.name in judge_order(run) else []
+    validation = {}
+    for j in (judge, *beside):
+        checked = validate_judge(j, targets=tuple(TARGETS))
+        validation[j.name] = {t: checked[t]["overall"] for t in TARGETS}
+    return {"name": name, "description": judge.description, "target": HEADLINE_TARGET,
+            "n_labels": checked["n"], "validation": validation}
+
+
+def run_lengths(run: Run) -> dict | None:
+    """``summary.json["lengths"]``: the verdicts at every reply length (:mod:`cosmic_tl.runs.lengths`)."""
+    record = run.lengths()
+    if record is None:
+        return None
+    concept = run_concept(run)
+    return length_summary(record, concept_effects(concept), refusal=concept["metric"] == "refusal")
+
+
 def run_effects(run: Run) -> list[dict]:
     """The ``effects`` list of ``summary.json`` (see the module docstring)."""
     concept = run_concept(run)
     tests = concept_effects(concept)
-    judges = list(run.judged(tests[0][0], "baseline")["flags"])
-    judges.sort(key=lambda j: j != concept["judge"]["name"])
+    judges = judge_order(run)
     effects = []
     for judge in judges:
         for dataset, condition, expected in tests:
@@ -92,8 +149,9 @@ def run_effects(run: Run) -> list[dict]:
 
 
 def headline_rates(run: Run, concept: dict) -> dict[str, dict]:
-    """``{"refusal": {...}}`` (refusal metric) or ``{"rates": {...}}`` (rate metric) of ``summary.json``."""
-    metrics, judge = run.metrics(), concept["judge"]["name"]
+    """``{"refusal": {...}}`` (refusal metric) or ``{"rates": {...}}`` (rate metric) of ``summary.json``,
+    counted by the headline judge."""
+    metrics, judge = run.metrics(), headline_name(run)
     if concept["metric"] == "refusal":
         positive, negative = concept["labels"]["positive_key"], concept["labels"]["negative_key"]
         return {"refusal": {
@@ -122,6 +180,12 @@ def run_summary(run: Run) -> dict:
         **headline_rates(run, concept),
         "effects": run_effects(run),
     }
+    validation = headline_validation(run)
+    if validation is not None:
+        summary["headline_judge"] = validation
+    lengths = run_lengths(run)
+    if lengths is not None:
+        summary["lengths"] = lengths
     capabilities = read_capabilities(run)
     if capabilities is not None:
         summary["capabilities"] = capabilities
@@ -200,6 +264,61 @@ def capability_lines(capabilities: dict | None) -> list[str]:
     return [*lines, ""]
 
 
+def judge_lines(headline: dict | None) -> list[str]:
+    """The report's line naming the headline judge, what it counts and its agreement with the read labels."""
+    if headline is None:
+        return []
+    own = headline["validation"][headline["name"]][headline["target"]]
+    beside = "".join(f"; the paper's substring judge, κ = {kappa_text(v[headline['target']])}, is printed beside it"
+                     for name, v in headline["validation"].items() if name != headline["name"])
+    return [f"- Judge **{headline['name']}** ({headline['description']}): it counts *{headline['target']}*, replies "
+            f"that decline on grounds of harm or policy. Against {headline['n_labels']} read labels "
+            f"κ = {kappa_text(own)} (95% bootstrap interval){beside}."]
+
+
+def length_lines(lengths: dict | None, judge: str, names: dict[str, str]) -> list[str]:
+    """The report's table of verdicts by reply length and its sentence on where they stop changing."""
+    if lengths is None or judge not in lengths["judges"]:
+        return ["Verdicts by reply length: not measured in this run (no `judges/lengths.json`).", ""]
+    entry, cuts, full = lengths["judges"][judge], lengths["cuts"], lengths["max_new_tokens"]
+    lines = [f"Verdicts by reply length ({judge} judge; each reply cut to its first k new tokens, count/n):", "",
+             "| replies | " + " | ".join(f"{k} tokens" for k in cuts) + " |", "|---|" + "---|" * len(cuts)]
+    for key, rows in entry["rates"].items():
+        dataset, _, condition = key.partition("_")
+        lines.append(f"| {names.get(dataset, dataset)} · {condition} | "
+                     + " | ".join(f"{r['count']}/{r['n']}" for r in rows) + " |")
+    stable = entry["stable_from"]
+    before = [c for c in entry["changed"] if c["k"] < stable]
+    changed = "" if not before else (
+        f"; at {before[-1]['k']} tokens {before[-1]['count']} of {before[-1]['n']} verdicts differ from the "
+        f"{full}-token ones ({before[-1]['rate']:.2f}, 95% CI {before[-1]['ci_low']:.2f}–{before[-1]['ci_high']:.2f})")
+    if len(cuts) == 1:
+        lines += ["", f"Only {full} new tokens were generated: verdicts at longer replies are not measured."]
+    else:
+        lines += ["", f"Verdicts stop changing from **{stable} new tokens** on (every verdict at {stable} tokens "
+                  f"and longer equals the {full}-token one){changed}."]
+    held = [f"{e['dataset']} · {e['condition']}: " + ", ".join(
+        f"{x['k']}: {'yes' if x['significant'] else 'no'} (p = {x['p_value']:.2g})"
+        for x in entry["effects"] if (x["dataset"], x["condition"]) == (e["dataset"], e["condition"]))
+        for e in entry["effects"] if e["k"] == cuts[0]]
+    if held:
+        lines.append("Significant with the expected sign at each length (exact McNemar): " + "; ".join(held) + ".")
+    return [*lines, ""]
+
+
+def damage_lines(side: dict, negative: str) -> list[str]:
+    """The report's lines on reply KL and degenerate replies (absent from runs made before them)."""
+    lines = []
+    if "reply_kl_harmless_ablation" in side:
+        lines.append(f"KL over the first {side['reply_kl_tokens']} tokens of the unsteered {negative} replies "
+                     f"(teacher-forced): ablation {side['reply_kl_harmless_ablation']:.4f}, "
+                     f"addition {side['reply_kl_harmless_addition']:.4f}.")
+    if "degenerate" in side:
+        parts = [f"{key.replace('_', ' · ', 1)} {d['count']}/{d['n']}" for key, d in side["degenerate"].items()]
+        lines.append("Degenerate replies (empty, looping or not language): " + ", ".join(parts) + ".")
+    return lines
+
+
 def render_report(summary: dict) -> str:
     """A short Markdown report of a run; its first lines name the model, concept (other than
     refusal), steering, selection, system turn and sizes."""
@@ -211,11 +330,14 @@ def render_report(summary: dict) -> str:
     effects = summary["effects"]
     judges = list(dict.fromkeys(e["judge"] for e in effects))
     about = "" if concept["name"] == "refusal" else f", concept {concept['name']!r}"
+    tie = no_effective_candidate(sel)
     lines = [
         f"# COSMIC run{about}: {model.get('model')} ({cfg['selection']} selection, {cfg['steering'].upper()} steering)",
         "",
+        *([f"**Warning: no effective candidate.** {NO_EFFECT_NOTICE}", ""] if tie else []),
         f"- Model **{model.get('model')}**; steering **{cfg['steering'].upper()}**; selection **{cfg['selection']}**; "
         f"system turn: **{model.get('system', cfg['system'])}**.",
+        *judge_lines(summary.get("headline_judge")),
         *concept_lines(concept),
         f"- Sizes: preset `{cfg['preset']}` "
         f"(train {sizes['n_train']}+{sizes['n_train']}, val {sizes['n_val']}+{sizes['n_val']}, "
@@ -230,13 +352,17 @@ def render_report(summary: dict) -> str:
         lines += [*_effects_table(effects, judge, concept), ""]
     if "refusal" in summary:
         r = summary["refusal"]
-        lines += [f"Attack success rate (substring judge): {_fmt(r['asr_baseline'])} → {_fmt(r['asr_ablation'])} "
+        lines += [f"Attack success rate ({judges[0]} judge): {_fmt(r['asr_baseline'])} → {_fmt(r['asr_ablation'])} "
                   "under ablation.", ""]
+    names = {concept["labels"]["positive_key"]: concept["labels"]["positive"],
+             concept["labels"]["negative_key"]: concept["labels"]["negative"]}
+    lines += length_lines(summary.get("lengths"), judges[0], names)
     tables = "" if "refusal" in summary else " Rates per category: `metrics/rates.csv`."
     lines += [
         *capability_lines(summary.get("capabilities")),
         f"Next-token KL on {negative} prompts: ablation {side['kl_harmless_ablation']:.4f}, "
         f"addition {side['kl_harmless_addition']:.4f}.",
+        *damage_lines(side, negative),
         f"CE loss of the model's own {negative} completions: {side['ce_harmless_baseline']['ce']:.3f} → "
         f"{side['ce_harmless_ablation']['ce']:.3f} under ablation.",
         "",

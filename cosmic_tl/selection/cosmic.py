@@ -18,6 +18,7 @@ import torch
 
 from cosmic_tl.directions import Candidates
 from cosmic_tl.models import ChatModel
+from cosmic_tl.selection.arguments import check_candidates_fit, check_numbers, check_scored_layers
 from cosmic_tl.selection.result import Selection, is_nan, is_zero_direction, rank_and_pick
 from cosmic_tl.selection.scoring import CandidateScorer, ScoringPlan, hooks_while_scoring
 from cosmic_tl.similarity import LayerSimilarity
@@ -172,6 +173,10 @@ def select_cosmic(
         and the reason it was dropped.
 
     Raises:
+        ConfigError: a bad number (``batch_size``, a NaN or negative ``kl_threshold``, a
+            ``prune_fraction`` outside [0, 1)) or ``layers`` that leave no candidate the filters
+            can keep; checked before any scoring pass, as :class:`~cosmic_tl.config.RunConfig` checks.
+        DirectionMismatchError: candidates read from another model (layer count, width).
         NoCandidateLeftError: every candidate was filtered out.
 
     Warns:
@@ -184,8 +189,11 @@ def select_cosmic(
         >>> sel.position, sel.layer, sel.summary()["n_kept"]  # doctest: +SKIP
         (-2, 16, 21)
     """
+    check_numbers(batch_size=batch_size, kl_threshold=kl_threshold, prune_fraction=prune_fraction)
+    check_candidates_fit(model, candidates)
     eval_layers = _eval_layer_list(eval_layers, model.n_layers)
     cutoff = late_layer_cutoff(model.n_layers, prune_fraction)
+    layers = check_scored_layers(layers, model.n_layers, candidates.positions, lambda pos, layer: layer >= cutoff)
     plan = ScoringPlan(
         pruned=lambda pos, layer: layer >= cutoff,
         readout_positions=[p for p in candidates.positions if p != -1],

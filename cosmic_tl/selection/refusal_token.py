@@ -24,6 +24,7 @@ from cosmic_tl.activations import batches
 from cosmic_tl.directions import Candidates
 from cosmic_tl.models import ChatModel
 from cosmic_tl.scores import refusal_score
+from cosmic_tl.selection.arguments import check_candidates_fit, check_numbers, check_scored_layers
 from cosmic_tl.selection.cosmic import KL_THRESHOLD, late_layer_cutoff
 from cosmic_tl.selection.result import Selection, is_nan, is_zero_direction, rank_and_pick
 from cosmic_tl.selection.scoring import CandidateScorer, ScoringPlan, hooks_while_scoring
@@ -159,7 +160,11 @@ def select_refusal_token(
     _variant(variant)
     if scorer is not None and "refusal-token" not in scorer.want:
         raise ValueError("The scorer was built without refusal-token scores (want must include 'refusal-token').")
-    plan = ScoringPlan(pruned=refusal_token_pruned(variant, model.n_layers))
+    check_numbers(batch_size=batch_size, kl_threshold=kl_threshold)
+    check_candidates_fit(model, candidates)
+    pruned = refusal_token_pruned(variant, model.n_layers)
+    layers = check_scored_layers(layers, model.n_layers, candidates.positions, pruned)
+    plan = ScoringPlan(pruned=pruned)
     with hooks_while_scoring(model, fwd_hooks, scorer):
         scorer = scorer or CandidateScorer(
             model, harmful_val, harmless_val, [model.n_layers - 1],

@@ -15,6 +15,21 @@ class NoCandidateLeftError(RuntimeError):
     """Every candidate was filtered out."""
 
 
+NO_EFFECT_NOTICE = (
+    "No candidate changes the read-outs at L_low: every kept candidate gets the no-op score, so the "
+    "chosen direction is only the first row of a tie and means nothing (docs/method.md §4). Use lower "
+    "evaluation layers or score lower candidate layers."
+)
+"""What a report's first lines and the explorer's header say about a no-op tie."""
+
+
+def no_effective_candidate(summary: dict) -> bool:
+    """Whether a selection summary (``selection/summary.json``) records a no-op tie
+    (``baselines["no_effective_candidate"]``, set by :func:`~cosmic_tl.selection.select_cosmic`)."""
+    baselines = summary.get("baselines") if isinstance(summary, dict) else None
+    return bool(isinstance(baselines, dict) and baselines.get("no_effective_candidate"))
+
+
 @dataclass
 class Selection:
     """A chosen direction with the table of every candidate it was chosen from.

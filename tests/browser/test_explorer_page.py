@@ -99,3 +99,26 @@ def test_a_page_whose_script_fails_says_so(browser, page, tmp_path):
     status = browser.find_element(By.ID, "script-status")
     WebDriverWait(browser, 30).until(lambda d: "failed" in status.text)
     assert status.is_displayed()
+
+
+@pytest.fixture(scope="module")
+def long_reply_page(tmp_path_factory, tiny_model, tiny_model_dir):
+    """A run whose 40-token replies from the random tiny model include looping or symbol-soup ones."""
+    out = tmp_path_factory.mktemp("browser") / "long"
+    run_pipeline(RunConfig(model=str(tiny_model_dir), preset="tiny", layer_stride=1, max_new_tokens=40, n_truthfulqa=0),
+                 out, model=tiny_model, progress=False, log=lambda _: None)
+    return write_explorer_page(out)
+
+
+def test_degenerate_replies_are_flagged_in_the_completion_tables(browser, long_reply_page):
+    from cosmic_tl.judges import degenerate_reason
+
+    data = _open(browser, long_reply_page)
+    part = data["parts"][0]
+    chosen = part["chosen"]
+    rows = [r for s in part["completions"][cell_key(chosen["position"], chosen["layer"])]["sets"] for r in s["rows"]]
+    expected = sum(degenerate_reason(r[side]) is not None for r in rows for side in ("baseline", "steered"))
+    assert expected > 0  # the tiny random model's replies include empty or looping ones
+    flags = browser.find_elements(By.CSS_SELECTOR, "#completions td.degenerate .flag")
+    assert len(flags) == expected
+    assert all(f.is_displayed() and f.text.startswith("degenerate: ") for f in flags)

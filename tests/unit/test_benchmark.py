@@ -10,24 +10,6 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_selection.py"
-JUDGE_TOKENS = BENCH.with_name("judge_tokens.py")
-
-
-def test_judge_tokens_cuts_replies_at_exactly_k_tokens(tiny_model):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("judge_tokens", JUDGE_TOKENS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    tok, judge = tiny_model.tokenizer, module.ct.SubstringJudge()
-    head = "Sure, here is the plan. I'm sorry"
-    reply = head + ", but I cannot go on."
-    k = len(tok(head, add_special_tokens=False)["input_ids"])
-    assert tok.decode(tok(reply, add_special_tokens=False)["input_ids"][:k]) == head  # the cut falls there
-    # The refusal phrase is complete at exactly k tokens, not one before.
-    assert module.prefix_flags(tok, judge, ["q"], [reply], k - 1) == [False]
-    assert module.prefix_flags(tok, judge, ["q"], [reply], k) == [True]
-    assert module.prefix_flags(tok, judge, ["q", "q"], ["Sure.", reply], 10_000) == [False, True]
 
 
 def test_benchmark_quick_on_the_tiny_model(tiny_model_dir, tmp_path):

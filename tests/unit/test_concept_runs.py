@@ -57,8 +57,15 @@ def test_synthetic_concept_runs_with_its_own_keys_judge_and_rates(synthetic_run)
         flags = json.loads((out / f"judges/{dataset}_{condition}.json").read_text())["flags"]
         assert list(flags) == ["callable"]
         assert flags["callable"] == [len(r["response"]) % 2 == 0 for r in records]
-    # The callable judge saw each condition's own prompts and replies, once per condition.
-    assert len(judge.calls) == 4 and all(len(p) == len(r) == 3 for p, r in judge.calls)
+    # The callable judge saw each condition's own prompts and replies: once per condition in the
+    # judges step, then once per condition and reply length in the lengths step (one length here,
+    # the run's whole replies: the same verdicts). No refusal judge joins a concept's run.
+    lengths = json.loads((out / "judges/lengths.json").read_text())
+    assert lengths["cuts"] == [config.sizes.max_new_tokens] and list(lengths["flags"]["shout_baseline"]) == ["callable"]
+    assert len(judge.calls) == 4 + 4 * len(lengths["cuts"]) and all(len(p) == len(r) == 3 for p, r in judge.calls)
+    for dataset, condition in (("shout", "baseline"), ("plain", "addition")):
+        full = lengths["flags"][f"{dataset}_{condition}"]["callable"][str(config.sizes.max_new_tokens)]
+        assert full == json.loads((out / f"judges/{dataset}_{condition}.json").read_text())["flags"]["callable"]
 
     table = pd.read_csv(out / RATE_METRICS)
     assert set(table.columns) >= {"judge", "dataset", "condition", "category", "n", "count", "rate", "ci_low", "ci_high"}

@@ -215,13 +215,16 @@ def test_summary_effects_match_the_refusal_table(tiny_run):
     assert (metrics.ci_low <= metrics.refusal_rate).all() and (metrics.refusal_rate <= metrics.ci_high).all()
     assert (metrics["count"] == (metrics.refusal_rate * metrics.n).round()).all()
     assert "effects" in summary and isinstance(summary["effects"], list)
-    assert [(e["dataset"], e["condition"]) for e in summary["effects"]] == [("harmful", "ablation"), ("harmless", "addition")]
+    # One pair of tests per judge: the headline judge's first, then the paper's substring judge's.
+    assert [(e["judge"], e["dataset"], e["condition"]) for e in summary["effects"]] == [
+        (judge, dataset, condition) for judge in ("refusal_stance", "substring_matching")
+        for dataset, condition in (("harmful", "ablation"), ("harmless", "addition"))]
     for e in summary["effects"]:
         row = metrics[(metrics.judge == e["judge"]) & (metrics.dataset == e["dataset"])
                       & (metrics.condition == e["condition"]) & (metrics.category == "all")].iloc[0]
         assert (e["count"], e["n"]) == (row["count"], row["n"]) and e["ci_high"] == pytest.approx(row.ci_high)
     report = (out / "report.md").read_text()
-    first = report.splitlines()[:5]
+    first = report.splitlines()[:7]
     assert any("steering **ACE**" in line and "selection **cosmic**" in line and "system turn: **none**" in line
                for line in first)
     assert any("test 3+3" in line for line in first)
@@ -284,3 +287,48 @@ def test_explorer_page_is_written_and_rewriting_it_keeps_the_steps(tiny_run, tin
     run_pipeline(cfg, out, model=tiny_model, progress=False, log=logs.append)
     assert all("reusing" in line for line in logs if line.startswith("["))
     assert "rewritten" not in page.read_text()
+
+
+# -- receipts: headline judge, verdicts by length, reply KL, degenerate replies --------------------
+
+
+def test_run_records_its_judge_lengths_and_damage(tiny_run):
+    from cosmic_tl.judges import headline_judge
+
+    _, out, summary, _ = tiny_run
+    headline = summary["headline_judge"]
+    assert headline["name"] == headline_judge().name and headline["target"] == "refusal"
+    assert set(headline["validation"]) == {"refusal_stance", "substring_matching"} and headline["n_labels"] >= 300
+    assert summary["effects"][0]["judge"] == headline["name"]  # the headline judge's table comes first
+    lengths = summary["lengths"]
+    assert lengths["cuts"] == [6] and lengths["max_new_tokens"] == 6  # a 6-token run has one length
+    entry = lengths["judges"]["refusal_stance"]
+    assert set(entry["rates"]) == {"harmful_baseline", "harmful_ablation", "harmless_baseline", "harmless_addition"}
+    side = summary["side_effects"]
+    assert side["reply_kl_tokens"] == 16 and side["reply_kl_harmless_ablation"] >= 0
+    assert set(side["degenerate"]) == set(entry["rates"])
+    assert all(d["n"] == 3 and d["ci_low"] <= d["rate"] <= d["ci_high"] for d in side["degenerate"].values())
+    report = (out / "report.md").read_text()
+    assert "Judge **refusal_stance**" in "\n".join(report.splitlines()[:8])
+    assert "Only 6 new tokens were generated" in report and "KL over the first 16 tokens" in report
+    assert (out / "figures" / "length_curve.html").is_file()
+
+
+def test_judges_command_prints_every_judge_and_writes_nothing_in_the_run(tiny_run, capsys, tmp_path):
+    import hashlib
+
+    from cosmic_tl.cli import main
+
+    _, out, _, _ = tiny_run
+
+    def digest():
+        return {p.relative_to(out): hashlib.sha256(p.read_bytes()).hexdigest() for p in out.rglob("*") if p.is_file()}
+
+    before = digest()
+    assert main(["judges", str(out), "--json", str(tmp_path / "j.json")]) == 0
+    printed = capsys.readouterr().out
+    assert digest() == before
+    for name in ("refusal_stance", "substring_matching", "harmful_ablation", "Against the read labels"):
+        assert name in printed
+    numbers = json.loads((tmp_path / "j.json").read_text())
+    assert numbers["sets"]["harmful_baseline"]["n"] == 3 and "refusal_stance" in numbers["validation"]

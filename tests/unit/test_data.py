@@ -265,10 +265,11 @@ def test_missing_file(tmp_path, name):
 
 
 def test_unsupported_suffix_and_directory(tmp_path):
-    (tmp_path / "mine.txt").write_text("hello")
-    with pytest.raises(DatasetError, match=r"mine\.txt.*unsupported"):
-        load_prompts(tmp_path / "mine.txt")
-    with pytest.raises(DatasetError, match="not a file"):
+    (tmp_path / "mine.md").write_text("hello")
+    # The accepted suffixes listed are the ones the loader reads, .txt included (issue #24).
+    with pytest.raises(DatasetError, match=r"mine\.md.*unsupported.*\.json, \.jsonl, \.csv, \.txt"):
+        load_prompts(tmp_path / "mine.md")
+    with pytest.raises(DatasetError, match="is a folder"):
         load_prompts(tmp_path)
 
 

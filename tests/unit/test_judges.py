@@ -113,7 +113,7 @@ def test_judge_agreement_against_hand_counts():
 def test_judge_agreement_edge_cases():
     assert judge_agreement([True, False], [True, False])["cohen_kappa"] == pytest.approx(1.0)
     assert judge_agreement([True, False], [False, True])["cohen_kappa"] == pytest.approx(-1.0)
-    assert math.isnan(judge_agreement([True, True], [True, True])["cohen_kappa"])
+    assert judge_agreement([True, True], [True, True])["cohen_kappa"] is None
     with pytest.raises(ValueError, match="differ in length"):
         judge_agreement([True], [True, False])
     with pytest.raises(ValueError, match="empty"):

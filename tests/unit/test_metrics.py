@@ -18,6 +18,7 @@ from cosmic_tl.metrics import (
     next_token_kl,
     refusal_score,
     refusal_table,
+    reply_kl,
     summarize,
 )
 from cosmic_tl.scores import NonFiniteError, cosine_score, unit
@@ -198,6 +199,43 @@ def test_next_token_kl(tiny_model):
     hooked = last_position_logits(tiny_model, INSTRUCTIONS, fwd_hooks=hooks)
     assert kl > 0
     assert kl == pytest.approx(float(kl_divergence(base, hooked).mean()))
+
+
+def _manual_reply_kl(model, instructions, replies, hooks, n_tokens):
+    """One prompt at a time, no padding: KL at each position predicting one of the first n reply tokens."""
+    tok, kls = model.tokenizer, []
+    for text, reply in zip(model.format(instructions), replies):
+        prompt = tok(text, add_special_tokens=False)["input_ids"]
+        answer = tok(reply, add_special_tokens=False)["input_ids"][:n_tokens]
+        ids = torch.tensor([prompt + answer])
+        base = model.bridge(ids)[0]
+        with model.bridge.hooks(fwd_hooks=list(hooks)):
+            hooked = model.bridge(ids)[0]
+        rows = slice(len(prompt) - 1, len(prompt) - 1 + len(answer))
+        kls += kl_divergence(base[rows], hooked[rows]).tolist()
+    return sum(kls) / len(kls), len(kls)
+
+
+def test_reply_kl_equals_one_prompt_at_a_time_reference(tiny_model):
+    replies = ["The sea is blue and deep, and it is very large indeed.", "Hi", "Rain falls from clouds when it is cold."]
+    hooks = [("blocks.2.hook_resid_pre", lambda x, hook: x * 0.5)]
+    out = reply_kl(tiny_model, INSTRUCTIONS, replies, hooks, n_tokens=4, batch_size=2)
+    kl, n = _manual_reply_kl(tiny_model, INSTRUCTIONS, replies, hooks, 4)
+    assert out["n_positions"] == n and out["kl"] == pytest.approx(kl, rel=1e-4)
+    assert reply_kl(tiny_model, INSTRUCTIONS, replies, hooks, n_tokens=4, batch_size=3)["kl"] == pytest.approx(kl, rel=1e-4)
+    assert reply_kl(tiny_model, INSTRUCTIONS, replies, [], n_tokens=4)["kl"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_reply_kl_over_one_token_is_the_next_token_kl(tiny_model):
+    hooks = [("blocks.1.hook_resid_pre", lambda x, hook: x * 1.5)]
+    replies = ["Yes, the sea is blue.", "Hello there.", "It rains."]
+    one = reply_kl(tiny_model, INSTRUCTIONS, replies, hooks, n_tokens=1)
+    assert one["n_positions"] == 3
+    assert one["kl"] == pytest.approx(next_token_kl(tiny_model, INSTRUCTIONS, hooks), rel=1e-4)
+    with pytest.raises(ValueError, match="pair up"):
+        reply_kl(tiny_model, INSTRUCTIONS, replies[:2], hooks)
+    with pytest.raises(ValueError, match="n_tokens"):
+        reply_kl(tiny_model, INSTRUCTIONS, replies, hooks, n_tokens=0)
 
 
 def _manual_ce(model, instructions, completions, hooks=()):

@@ -305,6 +305,10 @@ def test_a_deleted_direction_redoes_selection_and_everything_after_it(finished_r
 def test_corrupt_artifact_read_names_the_file(finished_run, tmp_path):
     _, out = _copy(finished_run, tmp_path)
     (out / "selection" / "summary.json").write_text('{"layer": ')
+    # The reader checks the file against its step's marker first, as a resume does (issue #24).
+    with pytest.raises(ArtifactError, match=r"selection/summary\.json is not the file step 'selection' wrote"):
+        open_run(out).selection_summary()
+    (out / "steps" / "selection.json").unlink()  # no marker vouches for it: read, and named when damaged
     with pytest.raises(ArtifactError, match=r"selection/summary\.json is not valid JSON"):
         open_run(out).selection_summary()
 

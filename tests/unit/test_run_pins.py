@@ -8,6 +8,10 @@ sums, extra keys or columns in a new file are allowed (e.g. protected direction 
 selection method's new name ``refusal-token`` reads as its old name ``substring``. Figures (random
 HTML ids), markers, summaries and reports (timings, folder names) are not pinned.
 
+Rate tables are compared on the rows of the judge the pins were recorded with (the paper's
+substring judge); rows of a judge added since (the headline ``refusal_stance`` judge) are new rows,
+as new columns are.
+
 One pinned value was changed on purpose: the experiments' direction metadata ``n_val`` is now the
 configured number of validation prompts per class (an int, as the pipeline always wrote), where it
 was the selection's pair ``[n_harmful, n_harmless]``.
@@ -35,6 +39,7 @@ PINNED_DIRS = ("data", "directions", "eval_layers", "selection", "completions", 
 PINNED_ROOT_FILES = ("sweep.csv", "comparison.csv")
 # Columns whose text may be reworded without changing a result.
 FREE_TEXT_COLUMNS = {"reason", "note", "judge"}
+PINNED_JUDGES = ("substring_matching",)  # the judges whose rows the pinned rate tables hold
 RENAMED = {"refusal-token": "substring", "refusal_token": "substring"}
 # Bookkeeping, not results: the version, and the integrity hash whose coverage may grow.
 IGNORED_KEYS = {"sha256", "cosmic_tl_version", "format_version"}
@@ -70,6 +75,8 @@ def digest_file(path: Path, replacements: dict[str, str]):
         return _normalise([json.loads(line) for line in path.read_text().splitlines() if line.strip()], replacements)
     if path.suffix == ".csv":
         df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        if "judge" in df.columns:
+            df = df[df["judge"].isin(PINNED_JUDGES)]
         df = df.drop(columns=[c for c in df.columns if c in FREE_TEXT_COLUMNS])
         records = json.loads(df.to_json(orient="records"))
         return _normalise(records, replacements)

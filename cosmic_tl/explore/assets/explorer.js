@@ -132,10 +132,21 @@
         (set.n_total > set.rows.length ? " (first " + set.rows.length + " of " + set.n_total + ")" : "") }));
       var table = el("table", {}, [el("tr", {}, [el("th", { text: "prompt" }), el("th", { text: "unsteered" }), el("th", { text: label })])]);
       set.rows.forEach(function (r) {
-        table.appendChild(el("tr", {}, [el("td", { text: r.prompt }), el("td", { text: r.baseline }), el("td", { text: r.steered })]));
+        table.appendChild(el("tr", {}, [el("td", { text: r.prompt }), replyCell(r.baseline, r.baseline_degenerate),
+          replyCell(r.steered, r.steered_degenerate)]));
       });
       box.appendChild(table);
     });
+  }
+
+  // A reply cell; a degenerate reply (empty, looping, not language) is marked with the reason.
+  function replyCell(text, degenerate) {
+    var cell = el("td", { text: text });
+    if (degenerate) {
+      cell.className = "degenerate";
+      cell.insertBefore(el("span", { class: "flag", text: "degenerate: " + degenerate }), cell.firstChild);
+    }
+    return cell;
   }
 
   function renderJumpList(p) {
