@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_selection import compare_tables, reference_select_cosmic  # noqa: E402
 
 from cosmic_tl import load_model, sample_paper  # noqa: E402
+from cosmic_tl.candidates import Candidates  # noqa: E402
 from cosmic_tl.runs.folder import peak_rss_gb  # noqa: E402
 from cosmic_tl.activations import batches, candidate_directions, mean_resid_pre  # noqa: E402
-from cosmic_tl.directions import Candidates  # noqa: E402
 from cosmic_tl.generation import generate_completions  # noqa: E402
 from cosmic_tl.hooks import ace_addition_hooks  # noqa: E402
 from cosmic_tl.selection import select_cosmic  # noqa: E402

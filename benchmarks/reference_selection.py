@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from cosmic_tl.activations import batches
-from cosmic_tl.directions import Candidates
+from cosmic_tl.candidates import Candidates
 from cosmic_tl.metrics import kl_divergence
 from cosmic_tl.models import ChatModel
 from cosmic_tl.selection.cosmic import PRUNE_FRACTION, cosmic_filter_reasons

@@ -9,12 +9,13 @@ The method itself is written down in ``docs/method.md``.
 __version__ = "0.2.0"
 
 from cosmic_tl.activations import candidate_directions, last_token_readouts, mean_resid_pre  # noqa: E402
+from cosmic_tl.candidates import Candidates  # noqa: E402
 from cosmic_tl.capabilities import truthfulqa_binary  # noqa: E402
 from cosmic_tl.checks import ConfigError  # noqa: E402
 from cosmic_tl.concepts import Concept, ConceptLabels, builtin_concept, load_concept, sample_concept  # noqa: E402
 from cosmic_tl.config import PRESETS, RunConfig  # noqa: E402
 from cosmic_tl.data import DatasetError, Prompt, load_benchmark, load_prompts, load_split, sample_paper  # noqa: E402
-from cosmic_tl.directions import Candidates, Direction, DirectionFileError, DirectionMismatchError  # noqa: E402
+from cosmic_tl.directions import Direction, DirectionFileError, DirectionMismatchError  # noqa: E402
 from cosmic_tl.explore import build_explorer_data, write_explorer_page  # noqa: E402
 from cosmic_tl.generation import NonFiniteLogitsError, generate_completions  # noqa: E402
 from cosmic_tl.hooks import ace_ablation_hooks, ace_addition_hooks, lce_ablation_hooks, lce_addition_hooks  # noqa: E402
@@ -39,7 +40,6 @@ from cosmic_tl.selection import (  # noqa: E402
     filter_by_refusal_score,
     select_cosmic,
     select_refusal_token,
-    select_substring,
 )
 from cosmic_tl.shipped import DEFAULT_MODEL, SHIPPED_MODELS  # noqa: E402
 from cosmic_tl.similarity import LayerSimilarity, evaluation_layers, layer_similarity, position_layer_cosine  # noqa: E402
@@ -63,7 +63,7 @@ __all__ = [
     # directions and selection
     "Candidates", "Direction", "LayerSimilarity", "Selection", "candidate_directions", "evaluation_layers",
     "filter_by_refusal_score", "last_token_readouts", "layer_similarity", "mean_resid_pre", "position_layer_cosine",
-    "select_cosmic", "select_refusal_token", "select_substring",
+    "select_cosmic", "select_refusal_token",
     # steering
     "STEERING_RULES", "SteeringRule", "ace_ablation_hooks", "ace_addition_hooks", "check_direction_fits",
     "export_orthogonalized", "lce_ablation_hooks", "lce_addition_hooks", "orthogonalize_weights", "steering_hooks",

@@ -29,8 +29,8 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from cosmic_tl.candidates import Candidates
 from cosmic_tl.checks import integer
-from cosmic_tl.directions import Candidates
 from cosmic_tl.models import ChatModel
 from cosmic_tl.prompts import TokenizedPrompts, check_instructions
 

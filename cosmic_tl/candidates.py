@@ -5,12 +5,11 @@ post-instruction position and block input (docs/method.md §1), plus both class 
 the positive prompts (they show the concept; for refusal, the harmful ones) and of the negative
 prompts (for refusal, the harmless ones). The
 file's header carries the facts (positions, sizes, provenance) and a hash over them and the
-tensors, so an edited or mixed-up file is refused on load. ``cosmic_tl.directions`` re-exports
-the class; import it from there.
+tensors, so an edited or mixed-up file is refused on load.
 
-File compatibility: the tensor and header names in the file stay the refusal ones of earlier
-versions (``mu_harmful`` / ``mu_harmless`` tensors, ``n_harmful`` / ``n_harmless`` facts), so files
-written before and after the rename load in either version and keep their content hash.
+File names: the tensors and header facts in the file carry the refusal names (``mu_harmful`` /
+``mu_harmless`` tensors, ``n_harmful`` / ``n_harmless`` facts), which the file format and its
+content hash fix.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
@@ -27,6 +25,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import Tensor
 
 from cosmic_tl import atomic
+from cosmic_tl.directions import Direction
 from cosmic_tl.safe_files import (
     FORMAT_VERSION,
     DirectionFileError,
@@ -44,9 +43,6 @@ from cosmic_tl.safe_files import (
     tensor_bytes,
 )
 
-if TYPE_CHECKING:
-    from cosmic_tl.directions import Direction
-
 CANDIDATES_FORMAT = "cosmic_tl.candidates"
 
 
@@ -59,8 +55,8 @@ class Candidates:
     """Every candidate direction r[pos, layer] (docs/method.md §1), float64, with both class means.
 
     The negative mean is the ACE reference, which the authors never saved (docs/method.md §9).
-    Positional arguments keep the order of earlier versions (r, negative mean, positive mean,
-    positions, n_pos, n_neg, meta); the refusal names ``mu_harmless``, ``mu_harmful``,
+    Positional arguments are in the order r, negative mean, positive mean, positions, n_pos,
+    n_neg, meta; the refusal names ``mu_harmless``, ``mu_harmful``,
     ``n_harmful``, ``n_harmless`` are accepted as keywords and remain readable attributes.
 
     Attributes:
@@ -104,7 +100,7 @@ class Candidates:
         self.mu_neg, self.mu_pos, self.n_pos, self.n_neg = given["mu_neg"], given["mu_pos"], given["n_pos"], given["n_neg"]
         self.__post_init__()
 
-    # Read-only refusal names of earlier versions.
+    # The refusal names of the fields, read-only.
     mu_harmless = property(lambda self: self.mu_neg, doc="The negative mean (refusal: harmless).")
     mu_harmful = property(lambda self: self.mu_pos, doc="The positive mean (refusal: harmful).")
     n_harmful = property(lambda self: self.n_pos, doc="Number of positive prompts (refusal: harmful).")
@@ -158,12 +154,10 @@ class Candidates:
         if not 0 <= layer < self.n_layers:
             raise ValueError(f"layer {layer} is outside 0..{self.n_layers - 1}.")
         i = self.positions.index(position)
-        # Direction metadata keeps the refusal names of earlier versions (pinned artifacts, old readers).
+        # Direction metadata carries the refusal names (the Direction file format and pinned artifacts).
         info = {**self.meta, "n_layers": self.n_layers, "d_model": self.d_model, "n_harmful": self.n_pos,
                 "n_harmless": self.n_neg, "cosmic_tl_version": package_version(), **meta}
         vector, reference = self.r[i, layer].clone(), self.mu_neg[i, layer].clone()
-        from cosmic_tl.directions import Direction  # directions.py re-exports this module's class
-
         return Direction(vector, reference, layer, position, meta=info)
 
     def _header(self) -> dict:
@@ -172,7 +166,7 @@ class Candidates:
                 "meta": self.meta}
 
     def _tensors(self) -> dict[str, Tensor]:
-        # The file names of earlier versions (see the module docstring).
+        # The tensor names of the file format (see the module docstring).
         return {"r": self.r.contiguous(), "mu_harmless": self.mu_neg.contiguous(),
                 "mu_harmful": self.mu_pos.contiguous()}
 

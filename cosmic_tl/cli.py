@@ -17,15 +17,13 @@ import signal
 import sys
 from pathlib import Path
 
-from cosmic_tl import config as config_module
 from cosmic_tl.config import (
-    PRESETS, SELECTION, SIZE_FIELDS, STEERING, SUBSTRING_VARIANTS, SYSTEM_CHOICES, ConfigError, RunConfig,
+    PRESETS, SELECTION, SELECTION_ALIASES, SIZE_FIELDS, STEERING, SUBSTRING_VARIANTS, SYSTEM_CHOICES, ConfigError,
+    RunConfig,
 )
 from cosmic_tl.concepts import add_concept_arguments
 from cosmic_tl.judges import DEFAULT_JUDGE_MODEL
 
-# Former --selection names, still accepted with a note (``substring`` is the refusal-token baseline).
-SELECTION_ALIASES = getattr(config_module, "SELECTION_ALIASES", {})
 # Options whose value may be a negative float in exponent form ("-1e30"), which argparse would
 # otherwise take for an option.
 _SIGNED_FLOAT_OPTIONS = ("--alpha",)
@@ -74,7 +72,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def _cmd_run(args) -> int:
-    from cosmic_tl.pipeline import run_pipeline
+    from cosmic_tl.runs.pipeline import run_pipeline
 
     config = config_from_args(args)
     log.debug("Configuration (fingerprint %s): %s", config.fingerprint(), config.to_dict())

@@ -1,6 +1,6 @@
 """The selected steering direction, saved as a self-checking pair of files and validated on load.
 
-``Direction`` is one selected candidate (see :mod:`cosmic_tl.candidates`, re-exported here) with
+``Direction`` is one selected candidate (see :mod:`cosmic_tl.candidates`) with
 its ACE reference and every fact needed to re-apply it: layer, position, hook point, model shape,
 method and steering (a headerless vector is silently wrong when the layer or operation differs).
 
@@ -309,5 +309,3 @@ def _read_record(json_path: Path) -> dict:
         )
     return record
 
-
-from cosmic_tl.candidates import CANDIDATES_FORMAT, Candidates  # noqa: E402,F401  (the public home of both)

@@ -14,8 +14,8 @@ dtype/device once per dtype/device (refusing a cast that overflows, e.g. ``alpha
 - ACE (affine; Marshall et al.): x' = x - (x.r̂) r̂ + (mu.r̂) r̂ + alpha r at one layer's residual input,
   with mu the negative-class (harmless) mean, the reference; ablation is alpha = 0.
 
-Which rule uses which builder, and for which action, is the table in :mod:`cosmic_tl.steering`
-(``steering_hooks`` lives there; ``cosmic_tl.hooks.steering_hooks`` still works).
+Which rule uses which builder, and for which action, is the table in :mod:`cosmic_tl.steering`,
+which also builds a direction's hooks by rule name (:func:`cosmic_tl.steering.steering_hooks`).
 """
 
 from __future__ import annotations
@@ -281,13 +281,3 @@ def ace_ablation_hooks(
         >>> hooks = ace_ablation_hooks(d.vector, d.reference, d.layer)  # doctest: +SKIP
     """
     return ace_addition_hooks(direction, reference, layer, alpha=0.0)
-
-
-def __getattr__(name: str):
-    # steering_hooks reads the rule table, which is built from the builders above: it lives in
-    # cosmic_tl.steering, and this lazy alias keeps ``from cosmic_tl.hooks import steering_hooks``.
-    if name == "steering_hooks":
-        from cosmic_tl.steering import steering_hooks
-
-        return steering_hooks
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -61,7 +61,7 @@ from cosmic_tl.runs.figures import position_labels, run_provenance
 from cosmic_tl.runs.report import rate_text, verdict_text
 from cosmic_tl.runs import open_run
 from cosmic_tl.selection import NoCandidateLeftError
-from cosmic_tl.selection.substring import prompt_refusal_scores
+from cosmic_tl.selection.refusal_token import prompt_refusal_scores
 
 torch.set_grad_enabled(False)  # inference only
 pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline

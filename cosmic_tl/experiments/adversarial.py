@@ -39,7 +39,7 @@ from cosmic_tl.runs.layout import ADVERSARIAL_ROWS, adversarial_subrun
 from cosmic_tl.runs.reader import Run
 from cosmic_tl.runs.steps import candidates_step, eval_layers_step, sample_step, save_selection, select
 from cosmic_tl.selection import CandidateScorer
-from cosmic_tl.selection.substring import prompt_refusal_scores
+from cosmic_tl.selection.refusal_token import prompt_refusal_scores
 
 ADV_SYSTEM_PROMPT = (
     "No matter what the user prompt is, you must respond with the words 'I can't fulfill that request'."

@@ -3,7 +3,7 @@
 Both selections are applied to ONE table of scores: every candidate is scored once by a
 :class:`~cosmic_tl.selection.CandidateScorer` computing COSMIC's ``s_abl``/``s_add``, the baseline's
 ``abl_refusal``/``add_refusal`` and the KL, on the same validation prompts. (Calling
-``select_cosmic`` and ``select_substring`` with a shared scorer would run ``score_all`` twice.)
+``select_cosmic`` and ``select_refusal_token`` with a shared scorer would run ``score_all`` twice.)
 Then each method's filters and ranking pick its direction, and we report:
 
 - both picks, whether they match exactly, ``|Δlayer|`` and the cosine of the two vectors;
@@ -22,8 +22,8 @@ import pandas as pd
 import torch
 
 from cosmic_tl import atomic, plots
+from cosmic_tl.candidates import Candidates
 from cosmic_tl.config import RunConfig
-from cosmic_tl.directions import Candidates
 from cosmic_tl.experiments.common import describe_sizes, experiment_context, markdown_table, write_report
 from cosmic_tl.models import ChatModel
 from cosmic_tl.runs.context import Step, StepContext
@@ -34,8 +34,8 @@ from cosmic_tl.runs.reader import Run
 from cosmic_tl.runs.steps import candidates_step, eval_layers_step, sample_step
 from cosmic_tl.selection import CandidateScorer, NoCandidateLeftError, ScoringPlan
 from cosmic_tl.selection.cosmic import KL_THRESHOLD, PRUNE_FRACTION, cosmic_filter_reasons, late_layer_cutoff
+from cosmic_tl.selection.refusal_token import refusal_token_filter_reasons, refusal_token_pruned
 from cosmic_tl.selection.result import is_zero_direction, rank_and_pick
-from cosmic_tl.selection.substring import substring_filter_reasons, substring_pruned
 
 TOP_K = (5, 10)
 
@@ -148,7 +148,7 @@ def agreement_from_table(
     cos, cos_err = _ranked(cos, cosmic_filter_reasons(cos, n_layers, kl_threshold=kl_threshold,
                                                       prune_fraction=prune_fraction))
     sub = table.assign(score=-table.abl_refusal)
-    sub, sub_err = _ranked(sub, substring_filter_reasons(sub, n_layers, substring_variant, kl_threshold))
+    sub, sub_err = _ranked(sub, refusal_token_filter_reasons(sub, n_layers, substring_variant, kl_threshold))
     metrics = agreement_metrics(cos, sub, candidates)
     metrics.update(cosmic_error=cos_err, substring_error=sub_err)
     return Agreement(table=table, cosmic=cos, substring=sub, metrics=metrics)
@@ -165,7 +165,7 @@ def score_both(
                              batch_size=batch_size, parity_inplace=parity_inplace,
                              want=("cosmic", "substring"), progress=progress)
     cosmic_cut = late_layer_cutoff(model.n_layers, prune_fraction)
-    sub_pruned = substring_pruned(substring_variant, model.n_layers)
+    sub_pruned = refusal_token_pruned(substring_variant, model.n_layers)
     # A KL pass is skipped only where BOTH methods prune; COSMIC's median rule needs read-outs at
     # every layer of positions other than -1.
     plan = ScoringPlan(pruned=lambda p, l: l >= cosmic_cut and sub_pruned(p, l),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from cosmic_tl.directions import Direction
 from cosmic_tl.generation import generate_completions
-from cosmic_tl.hooks import steering_hooks
+from cosmic_tl.steering import steering_hooks
 from cosmic_tl.tokenviz import token_projections
 
 LIVE_MAX_NEW_TOKENS = 32  # answers in a few seconds with the default model on a CPU

@@ -21,7 +21,7 @@ from cosmic_tl.explore.projections import cell_key, prompt_projections
 from cosmic_tl.explore.source import RunPart, folder_of, run_config, run_parts
 from cosmic_tl.explore.store import load_precomputed, save_precomputed
 from cosmic_tl.generation import generate_completions
-from cosmic_tl.hooks import steering_hooks
+from cosmic_tl.steering import steering_hooks
 
 DEFAULT_TOP_K = 5
 DEFAULT_N_PROMPTS = 3

@@ -20,7 +20,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from cosmic_tl.directions import Candidates
+from cosmic_tl.candidates import Candidates
 
 ZERO_NORM = 1e-8  # a candidate whose ‖r‖ is below this has no direction (e.g. identical template tokens)
 DIGITS = 5  # significant digits kept in the page data

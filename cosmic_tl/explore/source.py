@@ -7,7 +7,7 @@ experiment's two stages alike. A part also says which saved completion sets show
 direction at work (:class:`CompletionPair`) and, for the weak experiment's stage 2, which hooks
 turn the loaded model into the weakened model M′ its candidates were read from.
 
-The layouts below are those ``cosmic_tl.pipeline`` and ``cosmic_tl.experiments`` write; a part
+The layouts below are those ``cosmic_tl.runs.pipeline`` and ``cosmic_tl.experiments`` write; a part
 whose files are missing (a selection whose filters left nothing, an unfinished run) reads as None.
 Every file is checked against the marker of the step that wrote it before it is read, as a resume
 checks it (:func:`~cosmic_tl.runs.folder.verify_recorded`): an edited table is an error naming the
@@ -23,7 +23,8 @@ from typing import Callable
 
 import pandas as pd
 
-from cosmic_tl.directions import Candidates, Direction
+from cosmic_tl.candidates import Candidates
+from cosmic_tl.directions import Direction
 from cosmic_tl.runs.files import ArtifactError, read_csv, read_json, read_jsonl
 from cosmic_tl.runs.folder import verify_recorded
 
@@ -194,7 +195,7 @@ def _adversarial_parts(root: Path, config: dict) -> list[RunPart]:
 
 
 def _weak_parts(root: Path, config: dict, params: dict) -> list[RunPart]:
-    from cosmic_tl.hooks import steering_hooks
+    from cosmic_tl.steering import steering_hooks
 
     natural = bool(params.get("natural"))
     alphas = [float(a) for a in params.get("alphas", [1.0])]

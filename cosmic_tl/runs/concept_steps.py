@@ -30,7 +30,7 @@ SELECTED = PIPELINE.direction
 def concept_conditions(concept: Concept) -> tuple[Condition, ...]:
     """Positive test prompts unsteered and ablated, negative ones unsteered and with the addition.
 
-    For the refusal concept these are the pipeline's ``PIPELINE_CONDITIONS``.
+    For the refusal concept: harmful baseline and ablation, harmless baseline and addition.
     """
     positive, negative = concept.labels.positive_key, concept.labels.negative_key
     return (

@@ -1,10 +1,9 @@
 """What every step gets: :class:`StepContext` (the folder, the configuration, the model loaded on
 first use) and the data that describe *which* model a step runs and *how* it is steered.
 
-Names: the former ``ExperimentRun`` was three things at once (the folder writer, a step library and
-a reader). They are now :class:`~cosmic_tl.runs.folder.RunFolder` (the folder on disk),
-:class:`StepContext` (what a step needs while the run is being written) and
-:class:`~cosmic_tl.runs.reader.Run` (reading a folder afterwards).
+Names: :class:`~cosmic_tl.runs.folder.RunFolder` is the folder on disk, :class:`StepContext` what
+a step needs while the run is being written and :class:`~cosmic_tl.runs.reader.Run` reads a folder
+afterwards.
 
 Interventions, model variants and evaluation conditions are plain data (:class:`Intervention`,
 :class:`ModelVariant`, :class:`Condition`): a new condition or experiment arm is one more value in a
@@ -20,11 +19,11 @@ from typing import Callable, Sequence
 from cosmic_tl.concepts import Concept
 from cosmic_tl.config import RunConfig
 from cosmic_tl.directions import Direction
-from cosmic_tl.hooks import steering_hooks
 from cosmic_tl.models import ChatModel, load_model
 from cosmic_tl.runs.folder import RunFolder, RunFolderError
 from cosmic_tl.runs.layout import Layout
 from cosmic_tl.runs.reader import Run, open_run
+from cosmic_tl.steering import steering_hooks
 
 Hooks = list[tuple[str, Callable]]
 REFUSAL_KEYS = ("harmful", "harmless")  # the paper's positive and negative prompt keys

@@ -2,7 +2,8 @@
 :class:`~cosmic_tl.runs.context.Condition`, the judges' flags, the refusal metrics, the side
 effects of steering (KL, CE loss) and the figures (``docs/method.md §6-§7``).
 
-The conditions are data: the pipeline's are :data:`PIPELINE_CONDITIONS`; an experiment builds its
+The conditions are data: the pipeline's are
+:func:`~cosmic_tl.runs.concept_steps.concept_conditions`; an experiment builds its
 own list (e.g. one per α of a sweep). A new judge is one more entry of :func:`default_judges`; a new
 figure is one more entry of the ``render`` function given to :func:`figures_step`.
 """
@@ -26,13 +27,6 @@ from cosmic_tl.stats import rate_with_ci, with_wilson
 
 SELECTED = PIPELINE.direction
 REPLY_KL_TOKENS = 16  # reply tokens the teacher-forced KL reads (docs/method.md §7)
-# The pipeline's completion sets (docs/method.md §7): each test set unsteered and steered.
-PIPELINE_CONDITIONS = (
-    Condition("harmful", "baseline"),
-    Condition("harmful", "ablation", (Intervention(SELECTED, "ablation"),)),
-    Condition("harmless", "baseline"),
-    Condition("harmless", "addition", (Intervention(SELECTED, "addition"),)),
-)
 
 
 def completions_step(condition: Condition) -> Step:

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from cosmic_tl.candidates import Candidates
 from cosmic_tl.data import Prompt
-from cosmic_tl.directions import Candidates, Direction
+from cosmic_tl.directions import Direction
 from cosmic_tl.runs import layout as L
 from cosmic_tl.runs.files import read_csv, read_json, read_jsonl
 from cosmic_tl.runs.folder import RunFolderError, read_run_record, record_kind, verify_recorded

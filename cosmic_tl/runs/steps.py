@@ -13,19 +13,16 @@ from typing import Callable, Sequence
 
 from cosmic_tl import atomic
 from cosmic_tl.activations import candidate_directions
+from cosmic_tl.candidates import Candidates
 from cosmic_tl.concepts import SAMPLE_SPLITS, Concept, sample_concept
 from cosmic_tl.config import RunConfig
 from cosmic_tl.data import sample_paper
-from cosmic_tl.directions import Candidates
 from cosmic_tl.runs.context import CONFIGURED, ModelVariant, Step, StepContext
 from cosmic_tl.runs.files import read_json, write_csv
 from cosmic_tl.runs.layout import PIPELINE, PROMPTS, Layout
-from cosmic_tl.selection import CandidateScorer, NoCandidateLeftError, Selection, filter_by_refusal_score, select_cosmic
-
-try:
-    from cosmic_tl.selection import select_refusal_token
-except ImportError:  # the method core's name before the rename; same function
-    from cosmic_tl.selection import select_substring as select_refusal_token
+from cosmic_tl.selection import (
+    CandidateScorer, NoCandidateLeftError, Selection, filter_by_refusal_score, select_cosmic, select_refusal_token,
+)
 from cosmic_tl.similarity import evaluation_layers, position_layer_cosine
 
 # Prompts of a run: split name -> instruction strings (train, val) or prompt dicts (test).

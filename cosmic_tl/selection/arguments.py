@@ -12,8 +12,9 @@ from __future__ import annotations
 import operator
 from typing import Callable, Sequence
 
+from cosmic_tl.candidates import Candidates
 from cosmic_tl.checks import ConfigError, integer, non_negative, real_in_range
-from cosmic_tl.directions import Candidates, DirectionMismatchError
+from cosmic_tl.directions import DirectionMismatchError
 
 Pruned = Callable[[int, int], bool]
 """``pruned(position, layer)``: whether the layer rule drops that candidate whatever it scores."""
@@ -36,7 +37,7 @@ def check_candidates_fit(model, candidates: Candidates) -> None:
     """Refuse candidates read from another model (other layer count, width or template length).
 
     Raises:
-        TypeError: ``candidates`` is not a :class:`~cosmic_tl.directions.Candidates`.
+        TypeError: ``candidates`` is not a :class:`~cosmic_tl.candidates.Candidates`.
         DirectionMismatchError: naming each fact that differs.
     """
     if not isinstance(candidates, Candidates):

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from cosmic_tl.directions import Candidates
+from cosmic_tl.candidates import Candidates
 from cosmic_tl.models import ChatModel
 from cosmic_tl.selection.arguments import check_candidates_fit, check_numbers, check_scored_layers
 from cosmic_tl.selection.result import Selection, is_nan, is_zero_direction, rank_and_pick

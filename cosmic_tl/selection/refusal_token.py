@@ -2,8 +2,8 @@
 
 The refusal score of a prompt is ``log p_R - log(1 - p_R)`` where ``p_R`` is the next-token
 probability of the model's refusal tokens (Qwen: "I", "As"). A good direction lowers it on harmful
-prompts when ablated. (This baseline was called "substring" before; the substring *judge* of
-:mod:`cosmic_tl.judges` is another thing.) Two variants:
+prompts when ablated. (Run labels and the ``substring_variant`` setting name it "substring"; the
+substring *judge* of :mod:`cosmic_tl.judges` is another thing.) Two variants:
 
 - ``"cosmic-repo"`` (the paper's comparison): no data filtering; at position -1 layers
   ``>= int(0.6 n)`` are pruned, other positions may use any layer; KL > 0.1 dropped.
@@ -14,14 +14,13 @@ prompts when ablated. (This baseline was called "substring" before; the substrin
 
 from __future__ import annotations
 
-import warnings
 from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from cosmic_tl.activations import batches
-from cosmic_tl.directions import Candidates
+from cosmic_tl.candidates import Candidates
 from cosmic_tl.models import ChatModel
 from cosmic_tl.scores import refusal_score
 from cosmic_tl.selection.arguments import check_candidates_fit, check_numbers, check_scored_layers
@@ -34,7 +33,6 @@ REFUSAL_TOKEN_VARIANTS = {
     "cosmic-repo": (0.4, True, None),
     "arditi": (0.2, False, 0.0),
 }
-SUBSTRING_VARIANTS = REFUSAL_TOKEN_VARIANTS  # the former name
 
 
 def _variant(variant: str) -> tuple[float, bool, float | None]:
@@ -150,7 +148,7 @@ def select_refusal_token(
 
     Returns:
         The :class:`Selection`; ``score = -abl_refusal`` (higher is better). Its ``method`` is
-        ``"substring-<variant>"``, the label earlier runs' artifacts carry.
+        ``"substring-<variant>"``, the label run artifacts and reports carry.
 
     Examples:
         >>> sel = select_refusal_token(model, cands, data.harmful_val, data.harmless_val, variant="arditi")  # doctest: +SKIP
@@ -174,7 +172,7 @@ def select_refusal_token(
     table["score"] = -table.abl_refusal
     table = rank_and_pick(table, refusal_token_filter_reasons(table, model.n_layers, variant, kl_threshold))
     pick = table[table.chosen].iloc[0]
-    method = f"substring-{variant}"  # kept: the label of earlier runs' artifacts and reports
+    method = f"substring-{variant}"  # the label run artifacts and reports carry
     direction = candidates.direction(
         int(pick.position), int(pick.layer), method=method, steering=scorer.steering,
         n_val=(scorer.n_harmful, scorer.n_harmless),
@@ -183,17 +181,3 @@ def select_refusal_token(
         method=method, steering=scorer.steering, table=table, direction=direction,
         baselines={"refusal_score": scorer.baseline_refusal()},
     )
-
-
-def select_substring(*args, **kwargs) -> Selection:
-    """Deprecated name of :func:`select_refusal_token` (same arguments, same result)."""
-    warnings.warn(
-        "select_substring is deprecated; use select_refusal_token (the refusal-token baseline).",
-        DeprecationWarning, stacklevel=2,
-    )
-    return select_refusal_token(*args, **kwargs)
-
-
-# The former names of the filter helpers, kept for callers.
-substring_pruned = refusal_token_pruned
-substring_filter_reasons = refusal_token_filter_reasons

@@ -30,26 +30,19 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from cosmic_tl.activations import last_token_readouts, residual_start, supports_layer_start
-from cosmic_tl.directions import Candidates
+from cosmic_tl.candidates import Candidates
 from cosmic_tl.models import ChatModel
 from cosmic_tl.prompts import TokenizedPrompts
 from cosmic_tl.scores import NonFiniteError, check_finite, cosine_score, kl_divergence, refusal_score, unit
 from cosmic_tl.selection.validation import ValidationSet
-from cosmic_tl.steering import steering_names, steering_rule
+from cosmic_tl.steering import steering_rule
 
 logger = logging.getLogger(__name__)
 
 COSMIC_SCORES = ("s_abl", "s_add", "kl")
 REFUSAL_TOKEN_SCORES = ("abl_refusal", "add_refusal", "kl")
-SUBSTRING_SCORES = REFUSAL_TOKEN_SCORES  # the former name
 SCORE_SETS = ("cosmic", "refusal-token")
-_SCORE_SET_ALIASES = {"substring": "refusal-token"}  # the former name of the refusal-token scores
-
-
-def __getattr__(name: str):
-    if name == "STEERING_MODES":  # the former constant: the rule table's names, read when asked
-        return steering_names()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_SCORE_SET_ALIASES = {"substring": "refusal-token"}  # accepted as another name of the refusal-token scores
 
 
 def intervention_hooks(steering: str, action: str, r: Tensor, mu: Tensor, layer: int, n_layers: int, alpha: float = 1.0):
@@ -71,7 +64,7 @@ def hooks_while_scoring(model: ChatModel, fwd_hooks, scorer: "CandidateScorer | 
 
 
 def normalise_score_sets(want: Sequence[str]) -> set[str]:
-    """``want`` with former names mapped to today's (``"substring"`` → ``"refusal-token"``)."""
+    """``want`` as a set of :data:`SCORE_SETS` names (``"substring"`` is read as ``"refusal-token"``)."""
     if isinstance(want, str):
         want = (want,)
     out = {_SCORE_SET_ALIASES.get(w, w) for w in want}
@@ -108,8 +101,8 @@ class CandidateScorer:
         batch_size: Prompts per forward pass.
         parity_inplace: For rules whose authors' hooks edit in place (LCE), read the read-outs
             after the intervention, as those hooks do (docs/method.md §8).
-        want: Which scores to compute: any of ``"cosmic"`` and ``"refusal-token"`` (formerly
-            ``"substring"``, still accepted).
+        want: Which scores to compute: any of ``"cosmic"`` and ``"refusal-token"`` (``"substring"``
+            is read as ``"refusal-token"``).
         progress: Show a progress bar over candidates.
         layer_start: Start one-layer actions' passes at their block where the architecture
             supports it (same results, less work); False always runs full passes.

@@ -15,7 +15,7 @@ import pytest
 from cosmic_tl.config import RunConfig
 from cosmic_tl.explore import write_explorer_page
 from cosmic_tl.explore.projections import cell_key
-from cosmic_tl.pipeline import run_pipeline
+from cosmic_tl.runs.pipeline import run_pipeline
 
 from browser_support import require_browser  # noqa: E402  (tests/browser/browser_support.py)
 

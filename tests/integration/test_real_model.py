@@ -10,10 +10,10 @@ from cosmic_tl import shipped
 from cosmic_tl.activations import candidate_directions
 from cosmic_tl.data import sample_paper
 from cosmic_tl.generation import generate_completions
-from cosmic_tl.hooks import steering_hooks
 from cosmic_tl.judges import SubstringJudge
 from cosmic_tl.selection import select_cosmic
 from cosmic_tl.similarity import evaluation_layers
+from cosmic_tl.steering import steering_hooks
 
 pytestmark = pytest.mark.integration
 

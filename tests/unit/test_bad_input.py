@@ -24,17 +24,18 @@ import pytest
 import torch
 
 from cosmic_tl import atomic
+from cosmic_tl.candidates import Candidates
 from cosmic_tl.runs import RunFolder, RunFolderError
 from cosmic_tl.runs.files import read_json
 from cosmic_tl import shipped
 from cosmic_tl.activations import candidate_directions, last_token_readouts, mean_resid_pre
 from cosmic_tl.config import ConfigError, RunConfig
 from cosmic_tl.data import DatasetError, DuplicateInstructionWarning, load_prompts
-from cosmic_tl.directions import Candidates, Direction, DirectionFileError, DirectionMismatchError
+from cosmic_tl.directions import Direction, DirectionFileError, DirectionMismatchError
 from cosmic_tl.generation import generate_completions
 from cosmic_tl.hooks import LinearAblation, ace_addition_hooks, lce_ablation_hooks, lce_addition_hooks
 from cosmic_tl.models import ModelNotFoundError, check_model_source, load_model
-from cosmic_tl.pipeline import run_pipeline
+from cosmic_tl.runs.pipeline import run_pipeline
 
 SMALL = dict(preset="tiny", n_train=2, n_val=2, n_test=2, max_new_tokens=3)
 

@@ -106,7 +106,7 @@ def test_full_disk_message_says_rerun(tmp_path, capsys, monkeypatch, tiny_model_
     assert "rerun: finished steps are reused" in line
 
 
-def test_refusal_token_selection_and_its_former_name(caplog):
+def test_refusal_token_selection_and_the_substring_alias(caplog):
     from cosmic_tl.cli import config_from_args
 
     parser = build_parser()
@@ -156,7 +156,7 @@ def test_global_flags_on_either_side_of_the_subcommand():
 
 def test_explore_command_is_registered(tmp_path, capsys, tiny_model, tiny_model_dir):
     from cosmic_tl.config import RunConfig
-    from cosmic_tl.pipeline import run_pipeline
+    from cosmic_tl.runs.pipeline import run_pipeline
 
     args = build_parser().parse_args(["explore", "some/run", "--top-k"])
     assert (str(args.run_dir), args.top_k) == ("some/run", 5)

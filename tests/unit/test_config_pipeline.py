@@ -9,7 +9,7 @@ import pytest
 from cosmic_tl import atomic
 from cosmic_tl.config import PRESETS, ConfigError, RunConfig
 from cosmic_tl.directions import Direction
-from cosmic_tl.pipeline import run_pipeline
+from cosmic_tl.runs.pipeline import run_pipeline
 from cosmic_tl.runs import RunFolder, RunFolderError, open_run
 from cosmic_tl.runs.files import read_json, read_jsonl
 
@@ -149,7 +149,7 @@ def test_arditi_filter_that_keeps_no_prompt_is_named(tiny_model, tiny_model_dir,
         return [], list(harmless)
 
     monkeypatch.setattr(steps, "filter_by_refusal_score", refuses_nothing)
-    cfg = RunConfig(model=str(tiny_model_dir), preset="tiny", n_train=6, n_val=4, n_test=3, selection="substring",
+    cfg = RunConfig(model=str(tiny_model_dir), preset="tiny", n_train=6, n_val=4, n_test=3, selection="refusal-token",
                     substring_variant="arditi")
     with pytest.raises(ValueError, match="Arditi data filter kept 0 of 6 harmful train prompts"):
         run_pipeline(cfg, tmp_path / "r", model=tiny_model, progress=False, log=lambda s: None)
@@ -233,7 +233,7 @@ def test_summary_effects_match_the_refusal_table(tiny_run):
 
 def test_truthfulqa_step_asks_the_same_questions_under_each_intervention(tiny_run, tiny_model):
     from cosmic_tl.capabilities import truthfulqa_binary
-    from cosmic_tl.hooks import steering_hooks
+    from cosmic_tl.steering import steering_hooks
 
     cfg, out, summary, _ = tiny_run
     tqa = summary["capabilities"]["truthfulqa_binary"]

@@ -20,9 +20,10 @@ import pandas as pd
 import pytest
 import torch
 
+from cosmic_tl.candidates import Candidates
 from cosmic_tl.config import RunConfig
-from cosmic_tl.directions import Candidates
-from cosmic_tl.pipeline import CONDITIONS, load_run, run_pipeline
+from cosmic_tl.runs import open_run
+from cosmic_tl.runs.pipeline import run_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def two_runs(tmp_path_factory, tiny_model, tiny_model_dir):
     for name in ("first", "second"):
         out = tmp_path_factory.mktemp(name) / "run"
         run_pipeline(config, out, model=tiny_model, progress=False, log=lambda s: None)
-        runs.append(load_run(out))
+        runs.append(open_run(out))
     return runs
 
 
@@ -55,7 +56,8 @@ def test_same_candidates(two_runs):
 
 def test_same_greedy_completions(two_runs):
     a, b = two_runs
-    for dataset, condition, _ in CONDITIONS:
+    assert len(a.conditions()) == 4
+    for dataset, condition in a.conditions():
         ra, rb = a.completions(dataset, condition), b.completions(dataset, condition)
         assert len(ra) == len(rb) > 0
         assert [r["response"] for r in ra] == [r["response"] for r in rb], (dataset, condition)

@@ -17,15 +17,15 @@ from safetensors.torch import save_file
 
 import cosmic_tl
 from cosmic_tl import atomic
+from cosmic_tl.candidates import Candidates
 from cosmic_tl.directions import (
-    Candidates,
     Direction,
     DirectionFileError,
     DirectionMismatchError,
     UnprotectedDirectionWarning,
 )
-from cosmic_tl.hooks import steering_hooks
 from cosmic_tl.safe_files import canonical_sha256
+from cosmic_tl.steering import steering_hooks
 
 D, L, P = 64, 10, 5
 
@@ -579,7 +579,7 @@ def test_candidates_take_the_neutral_and_the_refusal_keywords(tmp_path):
     refusal = Candidates(r=mu + 1, mu_harmless=mu, mu_harmful=mu + 1, positions=[-1], n_harmful=2, n_harmless=3)
     assert (refusal.n_pos, refusal.n_neg) == (neutral.n_pos, neutral.n_neg) == (2, 3)
     assert torch.equal(refusal.mu_pos, neutral.mu_pos)
-    # The file keeps the names of earlier versions, so older cosmic_tl versions read it too.
+    # The file carries the refusal names of the candidates file format.
     from safetensors.torch import load_file
 
     assert set(load_file(neutral.save(tmp_path / "c.safetensors"))) == {"r", "mu_harmless", "mu_harmful"}

@@ -11,15 +11,16 @@ import pandas as pd
 import pytest
 import torch
 
+from cosmic_tl.candidates import Candidates
 from cosmic_tl.runs import RunFolderError, open_run
 from cosmic_tl.runs.files import read_csv, read_json
 from cosmic_tl.config import RunConfig
-from cosmic_tl.directions import Candidates, Direction
+from cosmic_tl.directions import Direction
 from cosmic_tl.experiments import ADV_SYSTEM_PROMPT, run_adversarial, run_agreement, run_weak
 from cosmic_tl.experiments.adversarial import adversarial_model
 from cosmic_tl.experiments.agreement import agreement_from_table, spearman, topk_overlap
-from cosmic_tl.hooks import steering_hooks
 from cosmic_tl.selection import CandidateScorer
+from cosmic_tl.steering import steering_hooks
 
 # -- agreement metrics on synthetic tables ---------------------------------------------------
 

@@ -13,8 +13,8 @@ import shutil
 import pytest
 import torch
 
+from cosmic_tl.candidates import Candidates
 from cosmic_tl.config import RunConfig
-from cosmic_tl.directions import Candidates
 from cosmic_tl.explore import ExplorerInputError, build_explorer_data, write_explorer_page
 from cosmic_tl.explore.cli import add_explore_command
 from cosmic_tl.explore.maps import SELECTED_TRACE
@@ -23,8 +23,8 @@ from cosmic_tl.explore.projections import cell_key, prompt_projections, train_me
 from cosmic_tl.explore.source import run_parts
 from cosmic_tl.explore.widget import explore
 from cosmic_tl.generation import generate_completions
-from cosmic_tl.hooks import steering_hooks
-from cosmic_tl.pipeline import run_pipeline
+from cosmic_tl.runs.pipeline import run_pipeline
+from cosmic_tl.steering import steering_hooks
 
 
 @pytest.fixture(scope="module")

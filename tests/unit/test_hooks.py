@@ -21,7 +21,6 @@ from cosmic_tl.hooks import (
     ace_addition_hooks,
     lce_ablation_hooks,
     lce_addition_hooks,
-    steering_hooks,
 )
 from cosmic_tl.orthogonalize import export_orthogonalized, orthogonalize_weights
 from cosmic_tl.steering import (
@@ -29,6 +28,7 @@ from cosmic_tl.steering import (
     ForeignDirectionWarning,
     SteeringMismatchWarning,
     SteeringRule,
+    steering_hooks,
     steering_rule,
 )
 

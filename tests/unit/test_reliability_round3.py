@@ -18,12 +18,13 @@ import pytest
 import torch
 
 from cosmic_tl import atomic
+from cosmic_tl.candidates import Candidates
 from cosmic_tl.checks import ConfigError
 from cosmic_tl.concepts import Concept, concept_from_options, load_concept, prompt_set, sample_concept
 from cosmic_tl.concepts.concept import ConceptError
 from cosmic_tl.config import RunConfig
 from cosmic_tl.data import DatasetError, DuplicateInstructionWarning, load_prompts
-from cosmic_tl.directions import Candidates, Direction, DirectionFileError, DirectionMismatchError
+from cosmic_tl.directions import Direction, DirectionFileError, DirectionMismatchError
 from cosmic_tl.judges import JudgeError, RegexJudge
 from cosmic_tl.runs import RunFolder, RunFolderError, run_pipeline
 from cosmic_tl.runs.files import ArtifactError

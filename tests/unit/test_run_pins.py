@@ -105,13 +105,13 @@ def tiny_runs(model_dir: Path, root: Path) -> dict:
     from cosmic_tl import load_model
     from cosmic_tl.config import RunConfig
     from cosmic_tl.experiments import run_adversarial, run_agreement, run_weak
-    from cosmic_tl.pipeline import run_pipeline
+    from cosmic_tl.runs.pipeline import run_pipeline
 
     torch.set_grad_enabled(False)
     model = load_model(str(model_dir), device="cpu")
     quiet = dict(model=model, progress=False, log=lambda s: None)
     pipeline = RunConfig(model=str(model_dir), **PIPELINE_SIZES)
-    baseline = RunConfig(model=str(model_dir), selection="substring", steering="lce", **PIPELINE_SIZES)
+    baseline = RunConfig(model=str(model_dir), selection="refusal-token", steering="lce", **PIPELINE_SIZES)
     experiment = RunConfig(model=str(model_dir), **EXPERIMENT_SIZES)
     run_pipeline(pipeline, root / "pipeline_cosmic_ace", **quiet)
     run_pipeline(baseline, root / "pipeline_substring_lce", **quiet)

@@ -99,18 +99,11 @@ def test_refusal_token_variants():
         refusal_token_filter_reasons(t, 10, "nope")
 
 
-def test_former_substring_names_still_work():
+def test_selection_substring_is_read_as_refusal_token():
     import warnings
 
     from cosmic_tl.config import RunConfig
-    from cosmic_tl.selection import select_refusal_token, select_substring
-    from cosmic_tl.selection import substring as former
 
-    assert former.substring_filter_reasons is refusal_token_filter_reasons
-    assert former.select_refusal_token is select_refusal_token
-    with pytest.warns(DeprecationWarning, match="select_refusal_token"):
-        with pytest.raises(TypeError):
-            select_substring()  # warns first, then runs select_refusal_token (here: no arguments)
     with pytest.warns(DeprecationWarning, match="selection='substring' is deprecated; use 'refusal-token'"):
         assert RunConfig(selection="substring").selection == "refusal-token"
     with warnings.catch_warnings():

@@ -17,11 +17,12 @@ from cosmic_tl.activations import (
     residual_start,
     supports_layer_start,
 )
-from cosmic_tl.directions import Candidates
-from cosmic_tl.hooks import ace_addition_hooks, lce_addition_hooks, steering_hooks
+from cosmic_tl.candidates import Candidates
+from cosmic_tl.hooks import ace_addition_hooks, lce_addition_hooks
 from cosmic_tl.selection import select_cosmic
 from cosmic_tl.selection.cosmic import late_layer_cutoff
 from cosmic_tl.selection.scoring import CandidateScorer, ScoringPlan
+from cosmic_tl.steering import steering_hooks
 
 HARMFUL = ["Write a poem about the sea", "How do I bake bread at home?", "Describe the water cycle", "Give three tips"]
 HARMLESS = ["Name three popular cloud computing services.", "Explain how photosynthesis works", "Here is a story", "abc"]
