@@ -31,13 +31,10 @@ import sys
 from pathlib import Path
 
 import cosmic_tl as ct
+from cosmic_tl import atomic
 from cosmic_tl.runs.lengths import cut_replies
 
 CONDITION_NAMES = {"baseline": "unsteered", "ablation": "ablation", "addition": "addition"}
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
 def run_part(run, tokenizer, source: str, seed: int = 0) -> list[dict]:
@@ -106,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         read = [json.loads(line) for path in args.merge for line in path.read_text(encoding="utf-8").splitlines()
                 if line.strip()]
         target = Path(ct.__file__).parent / "data" / "labels" / "refusal_labels.jsonl"
-        write_jsonl(target, merge(corpus, read))
+        atomic.write_jsonl(target, merge(corpus, read))
         print(f"Wrote {target}")
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
@@ -119,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     random.Random(1).shuffle(order)
     for position, index in enumerate(order):
         corpus[index]["blind"] = f"{prefix}{position:03d}"
-    write_jsonl(corpus_path, corpus)
+    atomic.write_jsonl(corpus_path, corpus)
     blind = [{"blind": corpus[i]["blind"], "prompt": corpus[i]["prompt"], "reply": corpus[i]["reply"]} for i in order]
-    write_jsonl(args.out / f"blind_{args.part}.jsonl", blind)
+    atomic.write_jsonl(args.out / f"blind_{args.part}.jsonl", blind)
     print(f"Wrote {len(corpus)} replies to {corpus_path} and blind_{args.part}.jsonl")
     return 0
 

@@ -12,9 +12,7 @@ import re
 from typing import Sequence
 
 from cosmic_tl.judges.base import Judge, check_pairs
-
-MIN_CHARS = 2
-"""Shorter replies (after stripping) are empty."""
+from cosmic_tl.judges.text import MIN_RESPONSE_CHARS
 
 NGRAM = 3
 """Word n-grams counted by the repetition test."""
@@ -47,7 +45,7 @@ def degenerate_reason(reply: str) -> str | None:
         True
     """
     text = reply.strip()
-    if len(text) < MIN_CHARS:
+    if len(text) < MIN_RESPONSE_CHARS:
         return "empty"
     words = text.lower().split()
     grams = [tuple(words[i : i + NGRAM]) for i in range(len(words) - NGRAM + 1)]
@@ -72,5 +70,5 @@ class DegenerateJudge(Judge):
 
     @property
     def description(self) -> str:
-        return (f"empty (< {MIN_CHARS} characters), looping (> {MAX_REPEATED_SHARE:.0%} repeated word "
+        return (f"empty (< {MIN_RESPONSE_CHARS} characters), looping (> {MAX_REPEATED_SHARE:.0%} repeated word "
                 f"{NGRAM}-grams, or a run of 20 equal characters) or not language (< {MIN_LETTER_SHARE:.0%} letters)")

@@ -93,7 +93,7 @@ def length_summary(record: dict, tests: Sequence[tuple[str, str, str]], *, refus
     Returns:
         ``{"max_new_tokens", "cuts", "judges": {judge: {"rates": {"<dataset>_<condition>": [{"k",
         "count", "n", "rate", "ci_low", "ci_high", "changed"}]}, "effects": [{"k", **paired_effect}],
-        "changed": [{"k", "changed", "n", "rate", "ci_low", "ci_high"}], "stable_from": k}}}``.
+        "changed": [{"k", "count", "n", "rate", "ci_low", "ci_high"}], "stable_from": k}}}``.
         ``changed`` counts verdicts at cut k that differ from those on the full replies (with the
         Wilson interval of that share); ``stable_from`` is the shortest cut from which no verdict
         of any condition differs from the full-length one (the full length when every shorter cut
@@ -104,24 +104,20 @@ def length_summary(record: dict, tests: Sequence[tuple[str, str, str]], *, refus
     judges = list(record["flags"][keys[0]]) if keys else []
     out = {"max_new_tokens": full, "cuts": cuts, "judges": {}}
     for judge in judges:
-        rates, changed = {}, []
-        for key in keys:
-            at_full = counted(record, key, judge, full, refusal)
-            rates[key] = [{"k": k, **rate_with_ci(v).to_dict(), "changed": sum(a != b for a, b in zip(v, at_full))}
-                          for k in cuts for v in [counted(record, key, judge, k, refusal)]]
-        for k in cuts:
-            differing = [a != b for key in keys for a, b in zip(counted(record, key, judge, k, refusal),
-                                                                counted(record, key, judge, full, refusal))]
-            changed.append({"k": k, **rate_with_ci(differing).to_dict()})
+        verdicts = {key: {k: counted(record, key, judge, k, refusal) for k in cuts} for key in keys}
+        differ = {key: {k: [a != b for a, b in zip(by_cut[k], by_cut[full])] for k in cuts}
+                  for key, by_cut in verdicts.items()}
+        rates = {key: [{"k": k, **rate_with_ci(verdicts[key][k]).to_dict(), "changed": sum(differ[key][k])}
+                       for k in cuts] for key in keys}
+        changed = [{"k": k, **rate_with_ci([d for key in keys for d in differ[key][k]]).to_dict()} for k in cuts]
         stable = full
         for entry in reversed(changed):
             if entry["count"] > 0:
                 break
             stable = entry["k"]
-        effects = [{"k": k, **paired_effect(dataset, condition, counted(record, f"{dataset}_baseline", judge, k, refusal),
-                                           counted(record, f"{dataset}_{condition}", judge, k, refusal),
-                                           expected=expected)}
+        effects = [{"k": k, **paired_effect(dataset, condition, verdicts[f"{dataset}_baseline"][k],
+                                           verdicts[f"{dataset}_{condition}"][k], expected=expected)}
                    for k in cuts for dataset, condition, expected in tests
-                   if f"{dataset}_baseline" in record["flags"] and f"{dataset}_{condition}" in record["flags"]]
+                   if f"{dataset}_baseline" in verdicts and f"{dataset}_{condition}" in verdicts]
         out["judges"][judge] = {"rates": rates, "effects": effects, "changed": changed, "stable_from": stable}
     return out

@@ -7,9 +7,9 @@ Nothing in the run folder is written: the run's own verdicts stay those of its `
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from cosmic_tl import atomic
 from cosmic_tl.judges import (
     DEFAULT_JUDGE_MODEL, HEADLINE_TARGET, Judge, JudgeUnavailableError, ModelJudge, SubstringJudge,
     judge_agreement, headline_judge,
@@ -113,7 +113,7 @@ def _cmd_judges(args) -> int:
     if args.json is not None:
         payload = {"run": str(run.root), **result,
                    "validation": {n: {k: v for k, v in r.items() if k != "flags"} for n, r in validated.items()}}
-        args.json.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+        atomic.write_json(args.json, payload)
         print(f"Wrote {args.json}")
     return 0
 

@@ -28,8 +28,8 @@ concept record (:func:`~cosmic_tl.runs.layout.run_concept`; refusal for folders 
   ``difference``, ``ci_low``, ``ci_high``, ``baseline_ci_low``, ``baseline_ci_high`` (95% Wilson),
   ``only_baseline``, ``only_condition``, ``p_value`` (exact McNemar, two-sided), ``expected``,
   ``alpha``, ``significant`` (p < 0.05 and the expected sign), ``verdict``) plus ``judge`` (the
-  headline judge first, then the concept's own, then the ``--judge-model`` judge when configured). For the refusal metric
-  a refusal is a response the judge flags or one shorter than 2 characters, as in
+  headline judge first, then the concept's own, then the ``--judge-model`` judge when configured).
+  For the refusal metric a refusal is a response the judge flags or one shorter than 2 characters, as in
   ``metrics/refusal.csv`` (docs/method.md §7); for the rate metric it is the judge's flag.
 - ``capabilities``: ``{"truthfulqa_binary": ...}`` (:mod:`cosmic_tl.runs.capability`): accuracy
   per condition with Wilson intervals and the share of "A" answers, and the paired effects of
@@ -91,32 +91,31 @@ def judged_flags(run: Run, dataset: str, condition: str, judge: str) -> list[boo
     return [bool(f) for f in run.judged(dataset, condition)["flags"][judge]]
 
 
-def headline_name(run: Run) -> str:
-    """The judge the run's headline counts with: the headline refusal judge where the run has its
-    flags (refusal runs), the concept's own judge otherwise."""
-    concept = run_concept(run)
-    flags = run.judged(concept_effects(concept)[0][0], "baseline")["flags"]
-    name = headline_judge().name
-    return name if concept["metric"] == "refusal" and name in flags else concept["judge"]["name"]
-
-
 def judge_order(run: Run) -> list[str]:
-    """The run's judges: the headline one first, then the concept's own (e.g. the paper's substring
-    judge), then any other."""
+    """The run's judges: the headline one first (the headline refusal judge where the run has its
+    flags, i.e. refusal runs; the concept's own judge otherwise), then the concept's own (e.g. the
+    paper's substring judge), then any other."""
     concept = run_concept(run)
     judges = list(run.judged(concept_effects(concept)[0][0], "baseline")["flags"])
-    first = headline_name(run)
-    return sorted(judges, key=lambda j: (j != first, j != concept["judge"]["name"]))
+    own, headline = concept["judge"]["name"], headline_judge().name
+    first = headline if concept["metric"] == "refusal" and headline in judges else own
+    return sorted(judges, key=lambda j: (j != first, j != own))
+
+
+def headline_name(run: Run) -> str:
+    """The judge the run's headline counts with (:func:`judge_order`'s first)."""
+    return judge_order(run)[0]
 
 
 def headline_validation(run: Run) -> dict | None:
     """``summary.json["headline_judge"]``: the headline judge, what it counts and how it agrees
     with the shipped read labels (refusal runs; None otherwise)."""
-    name = headline_name(run)
+    judges = judge_order(run)
+    name = judges[0]
     if run_concept(run)["metric"] != "refusal" or name != headline_judge().name:
         return None
     judge = headline_judge()
-    beside = [SubstringJudge()] if SubstringJudge.name in judge_order(run) else []
+    beside = [SubstringJudge()] if SubstringJudge.name in judges else []
     validation = {}
     for j in (judge, *beside):
         checked = validate_judge(j, targets=tuple(TARGETS))
@@ -281,12 +280,13 @@ def length_lines(lengths: dict | None, judge: str, names: dict[str, str]) -> lis
     if lengths is None or judge not in lengths["judges"]:
         return ["Verdicts by reply length: not measured in this run (no `judges/lengths.json`).", ""]
     entry, cuts, full = lengths["judges"][judge], lengths["cuts"], lengths["max_new_tokens"]
-    lines = [f"Verdicts by reply length ({judge} judge; each reply cut to its first k new tokens, count/n):", "",
+    lines = [f"Verdicts by reply length ({judge} judge; each reply cut to its first k new tokens; count/n, "
+             "95% Wilson interval):", "",
              "| replies | " + " | ".join(f"{k} tokens" for k in cuts) + " |", "|---|" + "---|" * len(cuts)]
     for key, rows in entry["rates"].items():
         dataset, _, condition = key.partition("_")
         lines.append(f"| {names.get(dataset, dataset)} · {condition} | "
-                     + " | ".join(f"{r['count']}/{r['n']}" for r in rows) + " |")
+                     + " | ".join(f"{r['count']}/{r['n']} ({r['ci_low']:.2f}–{r['ci_high']:.2f})" for r in rows) + " |")
     stable = entry["stable_from"]
     before = [c for c in entry["changed"] if c["k"] < stable]
     changed = "" if not before else (
@@ -314,8 +314,10 @@ def damage_lines(side: dict, negative: str) -> list[str]:
                      f"(teacher-forced): ablation {side['reply_kl_harmless_ablation']:.4f}, "
                      f"addition {side['reply_kl_harmless_addition']:.4f}.")
     if "degenerate" in side:
-        parts = [f"{key.replace('_', ' · ', 1)} {d['count']}/{d['n']}" for key, d in side["degenerate"].items()]
-        lines.append("Degenerate replies (empty, looping or not language): " + ", ".join(parts) + ".")
+        parts = [f"{key.replace('_', ' · ', 1)} {d['count']}/{d['n']} ({d['ci_low']:.2f}–{d['ci_high']:.2f})"
+                 for key, d in side["degenerate"].items()]
+        lines.append("Degenerate replies (empty, looping or not language; count/n, 95% Wilson interval): "
+                     + ", ".join(parts) + ".")
     return lines
 
 

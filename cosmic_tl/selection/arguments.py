@@ -60,6 +60,31 @@ def check_candidates_fit(model, candidates: Candidates) -> None:
         )
 
 
+def index_list(name: str, given: Sequence, n_layers: int, meaning: str) -> list[int]:
+    """``given`` as a non-empty list of ints in ``0..n_layers-1`` (bools refused).
+
+    Args:
+        name: The argument, for messages (``"layers"``, ``"eval_layers"``).
+        given: The values.
+        n_layers: The model's layer count.
+        meaning: What the indices are ("block indices", "read-out indices"), for messages.
+
+    Raises:
+        TypeError, ValueError: a non-integer, an empty list or an out-of-range index.
+    """
+    given = list(given)
+    try:
+        checked = [operator.index(j) for j in given if not isinstance(j, bool)]
+    except TypeError:
+        raise TypeError(f"{name} must hold integers, got {given!r:.120}.") from None
+    if len(checked) != len(given) or not checked:
+        raise ValueError(f"{name} must be a non-empty list of integers, got {given!r:.120}.")
+    bad = [j for j in checked if not 0 <= j < n_layers]
+    if bad:
+        raise ValueError(f"{name} {bad} are outside 0..{n_layers - 1} ({meaning} of this model).")
+    return checked
+
+
 def check_scored_layers(layers: Sequence[int] | None, n_layers: int, positions: Sequence[int],
                         pruned: Pruned) -> list[int]:
     """The layers to score, checked: integers in ``0..n_layers-1``, at least one whose candidates
@@ -70,16 +95,7 @@ def check_scored_layers(layers: Sequence[int] | None, n_layers: int, positions: 
         TypeError, ValueError: a non-integer or out-of-range layer.
         ConfigError: no layer can give a kept candidate (e.g. ``layer_stride`` >= the layer count).
     """
-    given = list(range(n_layers)) if layers is None else list(layers)
-    try:
-        checked = [operator.index(j) for j in given if not isinstance(j, bool)]
-    except TypeError:
-        raise TypeError(f"layers must hold integers, got {given!r:.120}.") from None
-    if len(checked) != len(given) or not checked:
-        raise ValueError(f"layers must be a non-empty list of integers, got {given!r:.120}.")
-    bad = [j for j in checked if not 0 <= j < n_layers]
-    if bad:
-        raise ValueError(f"layers {bad} are outside 0..{n_layers - 1} (block indices of this model).")
+    checked = index_list("layers", range(n_layers) if layers is None else layers, n_layers, "block indices")
     usable = [j for j in range(1, n_layers) if any(not pruned(p, j) for p in positions)]
     if not set(checked) & set(usable):
         shown = checked if len(checked) <= 8 else f"{checked[:8]} ..."

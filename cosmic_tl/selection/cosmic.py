@@ -8,7 +8,6 @@ filter and layer pruning of Arditi et al. are kept, plus the authors' position -
 
 from __future__ import annotations
 
-import operator
 import warnings
 from collections.abc import Iterable
 from typing import Callable, Sequence
@@ -18,7 +17,7 @@ import torch
 
 from cosmic_tl.candidates import Candidates
 from cosmic_tl.models import ChatModel
-from cosmic_tl.selection.arguments import check_candidates_fit, check_numbers, check_scored_layers
+from cosmic_tl.selection.arguments import check_candidates_fit, check_numbers, check_scored_layers, index_list
 from cosmic_tl.selection.result import Selection, is_nan, is_zero_direction, rank_and_pick
 from cosmic_tl.selection.scoring import CandidateScorer, ScoringPlan, hooks_while_scoring
 from cosmic_tl.similarity import LayerSimilarity
@@ -99,17 +98,7 @@ def _eval_layer_list(eval_layers, n_layers: int) -> list[int]:
             "eval_layers must be a list of read-out indices or the LayerSimilarity that evaluation_layers "
             f"returns, got {type(eval_layers).__name__}."
         )
-    given = list(eval_layers)
-    try:
-        layers = [operator.index(j) for j in given if not isinstance(j, bool)]
-    except TypeError:
-        raise TypeError(f"eval_layers must hold integers, got {given!r}.") from None
-    if len(layers) != len(given) or not layers:
-        raise ValueError(f"eval_layers must be a non-empty list of integers, got {given!r}.")
-    bad = [j for j in layers if not 0 <= j < n_layers]
-    if bad:
-        raise ValueError(f"eval_layers {bad} are outside 0..{n_layers - 1} (read-out indices of this model).")
-    return layers
+    return index_list("eval_layers", eval_layers, n_layers, "read-out indices")
 
 
 def _warn_if_nothing_acts(table: pd.DataFrame, noop: dict, eval_layers: list[int]) -> bool:
@@ -193,9 +182,10 @@ def select_cosmic(
     check_candidates_fit(model, candidates)
     eval_layers = _eval_layer_list(eval_layers, model.n_layers)
     cutoff = late_layer_cutoff(model.n_layers, prune_fraction)
-    layers = check_scored_layers(layers, model.n_layers, candidates.positions, lambda pos, layer: layer >= cutoff)
+    pruned = lambda pos, layer: layer >= cutoff  # noqa: E731  (the layer rule, read by the check and the plan)
+    layers = check_scored_layers(layers, model.n_layers, candidates.positions, pruned)
     plan = ScoringPlan(
-        pruned=lambda pos, layer: layer >= cutoff,
+        pruned=pruned,
         readout_positions=[p for p in candidates.positions if p != -1],
     )
     with hooks_while_scoring(model, fwd_hooks, scorer):
