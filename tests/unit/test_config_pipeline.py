@@ -311,6 +311,8 @@ def test_run_records_its_judge_lengths_and_damage(tiny_run):
     report = (out / "report.md").read_text()
     assert "Judge **refusal_stance**" in "\n".join(report.splitlines()[:8])
     assert "Only 6 new tokens were generated" in report and "KL over the first 16 tokens" in report
+    d = side["degenerate"]["harmful_baseline"]
+    assert f"harmful · baseline {d['count']}/3 ({d['ci_low']:.2f}–{d['ci_high']:.2f})" in report  # every rate with its interval
     assert (out / "figures" / "length_curve.html").is_file()
 
 
