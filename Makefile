@@ -5,7 +5,7 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 OUT ?= runs/demo
 
-.PHONY: install install-test heretic-markers browser demo test test-unit test-integration test-notebooks test-browser notebooks figures smollm2 bench
+.PHONY: install install-test heretic-markers browser demo test test-unit test-doctest test-integration test-notebooks test-browser notebooks figures smollm2 bench
 
 # torch first, pinned to the CPU wheel that lies on disk here, so nothing pulls a CUDA build.
 install:
@@ -36,10 +36,16 @@ demo: install
 
 test: install-test smollm2 heretic-markers browser
 	$(PYTHON) -m pytest tests -q
+	$(PYTHON) -m pytest --doctest-modules cosmic_tl -q
 
 test-unit: install-test
 	$(PYTHON) -m pytest tests/unit -q
 
+# The examples in the package's docstrings (those marked +SKIP need a model or a run folder).
+test-doctest: install-test
+	$(PYTHON) -m pytest --doctest-modules cosmic_tl -q
+
+# The real model, and the tiny model's whole pipeline and experiments end to end.
 test-integration: install-test
 	$(PYTHON) -m pytest tests/integration -q
 

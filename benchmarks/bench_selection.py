@@ -147,8 +147,8 @@ class Bench:
             c = candidate_directions(self.model, self.sample.harmful_train, self.sample.harmless_train,
                                      batch_size=self.args.batch_size, progress=False)
             k = min(self.args.positions, len(c.positions))
-            self._candidates = Candidates(c.r[-k:], c.mu_harmless[-k:], c.mu_harmful[-k:], c.positions[-k:],
-                                          c.n_harmful, c.n_harmless, c.meta)
+            self._candidates = Candidates(c.r[-k:], c.mu_neg[-k:], c.mu_pos[-k:], c.positions[-k:],
+                                          c.n_positive, c.n_negative, c.meta)
         return self._candidates
 
     def capture(self) -> dict:
@@ -191,7 +191,7 @@ class Bench:
         m, a = self.model, self.args
         never_stops = dataclasses.replace(m, eos_token_ids=[-1])  # the same step count in both runs
         layer, c = m.n_layers // 2, self.candidates()
-        hooks = ace_addition_hooks(c.r[-1, layer], c.mu_harmless[-1, layer], layer)
+        hooks = ace_addition_hooks(c.r[-1, layer], c.mu_neg[-1, layer], layer)
         prompts = [p.instruction for p in self.sample.harmful_test]
 
         def gen(fwd_hooks):

@@ -79,7 +79,7 @@ def reference_scores(
     rows = []
     for i, position in enumerate(candidates.positions):
         for layer in sorted(range(n_layers) if layers is None else set(layers)):
-            r, mu = candidates.r[i, layer], candidates.mu_harmless[i, layer]
+            r, mu = candidates.r[i, layer], candidates.mu_neg[i, layer]
             ablation = intervention_hooks(steering, "ablation", r, mu, layer, n_layers)
             addition = intervention_hooks(steering, "addition", r, mu, layer, n_layers)
             a_abl, _ = full_pass(model, harmful_val, names, ablation, batch_size)

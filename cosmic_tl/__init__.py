@@ -4,55 +4,51 @@ The method core (data, models, activations, directions, steering, selection, gen
 is importable piece by piece; :func:`run_pipeline` / ``cosmic-tl run`` chain it into a resumable run
 folder, :func:`open_run` reads one back, :func:`explore` and :func:`write_explorer_page` explore it.
 The method itself is written down in ``docs/method.md``.
+
+Every public name below is imported on first use (PEP 562), so ``import cosmic_tl.hooks`` loads the
+hooks and what they need, not the run, plot or explorer layers.
 """
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
 
 __version__ = "0.2.0"
 
-from cosmic_tl.activations import candidate_directions, last_token_readouts, mean_resid_pre  # noqa: E402
-from cosmic_tl.candidates import Candidates  # noqa: E402
-from cosmic_tl.capabilities import truthfulqa_binary  # noqa: E402
-from cosmic_tl.checks import ConfigError  # noqa: E402
-from cosmic_tl.concepts import Concept, ConceptLabels, builtin_concept, load_concept, sample_concept  # noqa: E402
-from cosmic_tl.config import PRESETS, RunConfig  # noqa: E402
-from cosmic_tl.data import DatasetError, Prompt, load_benchmark, load_prompts, load_split, sample_paper  # noqa: E402
-from cosmic_tl.directions import Direction, DirectionFileError, DirectionMismatchError  # noqa: E402
-from cosmic_tl.explore import build_explorer_data, write_explorer_page  # noqa: E402
-from cosmic_tl.generation import NonFiniteLogitsError, generate_completions  # noqa: E402
-from cosmic_tl.hooks import ace_ablation_hooks, ace_addition_hooks, lce_ablation_hooks, lce_addition_hooks  # noqa: E402
-from cosmic_tl.judges import (  # noqa: E402
-    CallableJudge,
-    CJKJudge,
-    Judge,
-    ModelJudge,
-    PhraseJudge,
-    RegexJudge,
-    SubstringJudge,
-)
-from cosmic_tl.models import ChatModel, ModelNotFoundError, load_model  # noqa: E402
-from cosmic_tl.orthogonalize import export_orthogonalized, orthogonalize_weights  # noqa: E402
-from cosmic_tl.prompts import DEFAULT_SYSTEM, ChatTemplateError  # noqa: E402
-from cosmic_tl.runs import Run, RunFolderError, open_run, run_pipeline  # noqa: E402
-from cosmic_tl.scores import NonFiniteError  # noqa: E402
-from cosmic_tl.selection import (  # noqa: E402
-    NoCandidateLeftError,
-    NoEffectiveCandidateWarning,
-    Selection,
-    filter_by_refusal_score,
-    select_cosmic,
-    select_refusal_token,
-)
-from cosmic_tl.shipped import DEFAULT_MODEL, SHIPPED_MODELS  # noqa: E402
-from cosmic_tl.similarity import LayerSimilarity, evaluation_layers, layer_similarity, position_layer_cosine  # noqa: E402
-from cosmic_tl.stats import mcnemar_exact, paired_effect, rate_with_ci, wilson_interval  # noqa: E402
-from cosmic_tl.steering import (  # noqa: E402
-    STEERING_RULES,
-    ForeignDirectionWarning,
-    SteeringMismatchWarning,
-    SteeringRule,
-    check_direction_fits,
-    steering_hooks,
-    steering_rule,
-)
+_EXPORTS = {
+    "cosmic_tl.activations": ("candidate_directions", "last_token_readouts", "mean_resid_pre"),
+    "cosmic_tl.candidates": ("Candidates",),
+    "cosmic_tl.capabilities": ("truthfulqa_binary",),
+    "cosmic_tl.checks": ("ConfigError",),
+    "cosmic_tl.concepts": ("Concept", "ConceptLabels", "builtin_concept", "load_concept", "sample_concept"),
+    "cosmic_tl.config": ("PRESETS", "RunConfig"),
+    "cosmic_tl.data": ("DatasetError", "Prompt", "load_benchmark", "load_prompts", "load_split", "sample_paper"),
+    "cosmic_tl.directions": ("Direction", "DirectionFileError", "DirectionMismatchError"),
+    "cosmic_tl.explore": ("build_explorer_data", "write_explorer_page"),
+    "cosmic_tl.explore.precompute": ("precompute_top_k",),
+    "cosmic_tl.generation": ("NonFiniteLogitsError", "generate_completions"),
+    "cosmic_tl.hooks": ("ace_ablation_hooks", "ace_addition_hooks", "lce_ablation_hooks", "lce_addition_hooks"),
+    "cosmic_tl.judges": ("CJKJudge", "CallableJudge", "Judge", "ModelJudge", "PhraseJudge", "RegexJudge",
+                         "SubstringJudge"),
+    "cosmic_tl.models": ("ChatModel", "ModelNotFoundError", "load_model"),
+    "cosmic_tl.orthogonalize": ("export_orthogonalized", "orthogonalize_weights"),
+    "cosmic_tl.prompts": ("DEFAULT_SYSTEM", "ChatTemplateError"),
+    "cosmic_tl.runs": ("Run", "RunFolderError", "open_run"),
+    "cosmic_tl.scores": ("NonFiniteError",),
+    "cosmic_tl.selection": ("NoCandidateLeftError", "NoEffectiveCandidateWarning", "Selection",
+                            "filter_by_refusal_score", "select_cosmic", "select_refusal_token"),
+    "cosmic_tl.shipped": ("DEFAULT_MODEL", "SHIPPED_MODELS"),
+    "cosmic_tl.similarity": ("LayerSimilarity", "evaluation_layers", "layer_similarity", "position_layer_cosine"),
+    "cosmic_tl.stats": ("Effect", "mcnemar_exact", "paired_effect", "rate_with_ci", "wilson_interval"),
+    "cosmic_tl.steering": ("STEERING_RULES", "ForeignDirectionWarning", "SteeringMismatchWarning", "SteeringRule",
+                           "check_direction_fits", "steering_hooks", "steering_rule"),
+    "cosmic_tl.workflows": ("run_pipeline",),
+}
+"""Module -> the public names it defines (the one place a top-level name is registered)."""
+
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     # data and models
@@ -69,7 +65,7 @@ __all__ = [
     "export_orthogonalized", "lce_ablation_hooks", "lce_addition_hooks", "orthogonalize_weights", "steering_hooks",
     "steering_rule",
     # evaluation
-    "CJKJudge", "CallableJudge", "Judge", "ModelJudge", "PhraseJudge", "RegexJudge", "SubstringJudge",
+    "CJKJudge", "CallableJudge", "Effect", "Judge", "ModelJudge", "PhraseJudge", "RegexJudge", "SubstringJudge",
     "generate_completions", "mcnemar_exact", "paired_effect", "rate_with_ci", "truthfulqa_binary", "wilson_interval",
     # runs and exploration
     "PRESETS", "Run", "RunConfig", "build_explorer_data", "explore", "open_run", "precompute_top_k", "run_pipeline",
@@ -81,9 +77,19 @@ __all__ = [
 ]
 
 
-# ``cosmic_tl.explore`` is both a subpackage and the notebook explorer function: the function is
-# bound after the subpackage was imported, so ``cosmic_tl.explore(run)`` calls it, while
-# ``from cosmic_tl.explore import ...`` still reads the subpackage (from sys.modules).
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cosmic_tl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later reads skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
 def explore(run, model=None, part: str | None = None):
     """The linked explorer of a run folder as a notebook view (see :mod:`cosmic_tl.explore.widget`).
 
@@ -101,8 +107,15 @@ def explore(run, model=None, part: str | None = None):
     return _explore(run, model=model, part=part)
 
 
-def precompute_top_k(*args, **kwargs):
-    """``cosmic-tl explore RUN_DIR --top-k K`` from Python (see :mod:`cosmic_tl.explore.precompute`)."""
-    from cosmic_tl.explore.precompute import precompute_top_k as _precompute
+class _Package(types.ModuleType):
+    """``cosmic_tl`` itself. ``cosmic_tl.explore`` is both a subpackage and the function above;
+    importing the subpackage would bind it here over the function, so that binding is skipped
+    (``from cosmic_tl.explore import ...`` reads the subpackage from ``sys.modules``)."""
 
-    return _precompute(*args, **kwargs)
+    def __setattr__(self, name: str, value) -> None:
+        if name == "explore" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

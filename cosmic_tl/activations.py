@@ -337,8 +337,8 @@ def candidate_directions(
 
     Args:
         model: The chat model (its current system setting formats the prompts).
-        pos, neg: Positive and negative training instructions (positional calls of earlier
-            versions, ``candidate_directions(model, harmful, harmless)``, mean the same).
+        pos, neg: Positive and negative training instructions (for refusal:
+            ``candidate_directions(model, harmful, harmless)``).
         batch_size: Prompts per forward pass.
         fwd_hooks: Interventions active while reading (e.g. inside a weakened model).
         progress: Show progress bars.
@@ -352,7 +352,7 @@ def candidate_directions(
         mu_neg=mu_neg,
         mu_pos=mu_pos,
         positions=list(range(-model.n_pos, 0)),
-        n_pos=len(pos),
-        n_neg=len(neg),
+        n_positive=len(pos),
+        n_negative=len(neg),
         meta=model.describe(),
     )

@@ -3,13 +3,13 @@
 ``Candidates`` holds the difference-in-means vectors r[pos, layer] = mu_pos - mu_neg for every
 post-instruction position and block input (docs/method.md §1), plus both class means: the mean of
 the positive prompts (they show the concept; for refusal, the harmful ones) and of the negative
-prompts (for refusal, the harmless ones). The
-file's header carries the facts (positions, sizes, provenance) and a hash over them and the
-tensors, so an edited or mixed-up file is refused on load.
+prompts (for refusal, the harmless ones). The file's header carries the facts (positions, sizes,
+provenance) and a hash over them and the tensors, so an edited or mixed-up file is refused on load.
 
-File names: the tensors and header facts in the file carry the refusal names (``mu_harmful`` /
-``mu_harmless`` tensors, ``n_harmful`` / ``n_harmless`` facts), which the file format and its
-content hash fix.
+Names: ``n_pos`` is the number of post-instruction positions (``ChatModel.n_pos``, the first axis
+of ``r``); ``n_positive`` and ``n_negative`` count the prompts averaged into each mean. The file
+format names the two means and counts after refusal (``mu_harmful`` / ``mu_harmless`` tensors,
+``n_harmful`` / ``n_harmless`` facts) for every concept; its content hash fixes those names.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import Tensor
 
 from cosmic_tl import atomic
-from cosmic_tl.directions import Direction
+from cosmic_tl.directions import Direction, short_meta
 from cosmic_tl.safe_files import (
     FORMAT_VERSION,
     DirectionFileError,
@@ -46,65 +46,34 @@ from cosmic_tl.safe_files import (
 CANDIDATES_FORMAT = "cosmic_tl.candidates"
 
 
-# The refusal names of the fields, accepted as keywords and readable as attributes.
-_REFUSAL_NAMES = {"mu_harmless": "mu_neg", "mu_harmful": "mu_pos", "n_harmful": "n_pos", "n_harmless": "n_neg"}
-
-
-@dataclass(eq=False, init=False)
+@dataclass(eq=False)
 class Candidates:
     """Every candidate direction r[pos, layer] (docs/method.md §1), float64, with both class means.
 
     The negative mean is the ACE reference, which the authors never saved (docs/method.md §9).
-    Positional arguments are in the order r, negative mean, positive mean, positions, n_pos,
-    n_neg, meta; the refusal names ``mu_harmless``, ``mu_harmful``,
-    ``n_harmful``, ``n_harmless`` are accepted as keywords and remain readable attributes.
 
     Attributes:
-        r: mu_pos - mu_neg, shape (n_pos, n_layers, d_model).
+        r: mu_pos - mu_neg, shape (n_pos, n_layers, d_model): one row per post-instruction position.
         mu_neg: Negative (for refusal: harmless) train mean, the ACE reference, same shape.
         mu_pos: Positive (for refusal: harmful) train mean, same shape.
         positions: The negative position of each row of the first axis, increasing, e.g. [-5, ..., -1].
-        n_pos, n_neg: Number of positive and negative prompts averaged (positive integers).
+        n_positive, n_negative: Number of positive and negative prompts averaged (positive integers).
         meta: Provenance (``model.describe()`` and anything else JSON-able).
 
     Example:
         >>> import torch
         >>> mu = torch.zeros(1, 2, 4)
-        >>> c = Candidates(torch.ones(1, 2, 4), mu, mu + 1, positions=[-1], n_pos=3, n_neg=3)
-        >>> c.mu_harmful is c.mu_pos, c.n_harmless
-        (True, 3)
+        >>> Candidates(torch.ones(1, 2, 4), mu, mu + 1, positions=[-1], n_positive=3, n_negative=3)
+        Candidates(r=float64[1, 2, 4], positions=[-1], layers=0..1, n_positive=3, n_negative=3, meta={})
     """
 
     r: Float[Tensor, "n_pos n_layers d_model"]
     mu_neg: Float[Tensor, "n_pos n_layers d_model"]
     mu_pos: Float[Tensor, "n_pos n_layers d_model"]
     positions: list[int]
-    n_pos: int
-    n_neg: int
+    n_positive: int
+    n_negative: int
     meta: dict = field(default_factory=dict)
-
-    def __init__(self, r, mu_neg=None, mu_pos=None, positions=None, n_pos=None, n_neg=None, meta=None, **refusal_names):
-        unknown = sorted(set(refusal_names) - set(_REFUSAL_NAMES))
-        if unknown:
-            raise TypeError(f"Candidates() got unexpected keyword arguments {unknown}.")
-        given = dict(mu_neg=mu_neg, mu_pos=mu_pos, n_pos=n_pos, n_neg=n_neg)
-        for old, new in _REFUSAL_NAMES.items():
-            if old in refusal_names:
-                if given[new] is not None:
-                    raise TypeError(f"Candidates() got both {new} and its refusal name {old}; give one.")
-                given[new] = refusal_names[old]
-        missing = [name for name, value in {**given, "positions": positions}.items() if value is None]
-        if missing:
-            raise TypeError(f"Candidates() is missing {', '.join(missing)}.")
-        self.r, self.positions, self.meta = r, positions, {} if meta is None else meta
-        self.mu_neg, self.mu_pos, self.n_pos, self.n_neg = given["mu_neg"], given["mu_pos"], given["n_pos"], given["n_neg"]
-        self.__post_init__()
-
-    # The refusal names of the fields, read-only.
-    mu_harmless = property(lambda self: self.mu_neg, doc="The negative mean (refusal: harmless).")
-    mu_harmful = property(lambda self: self.mu_pos, doc="The positive mean (refusal: harmful).")
-    n_harmful = property(lambda self: self.n_pos, doc="Number of positive prompts (refusal: harmful).")
-    n_harmless = property(lambda self: self.n_neg, doc="Number of negative prompts (refusal: harmless).")
 
     def __post_init__(self):
         self.r = as_float64("Candidates.r", self.r, 3)
@@ -123,10 +92,17 @@ class Candidates:
             raise ValueError(
                 f"positions {p} must be {self.r.shape[0]} increasing negative indices (one per row of r)."
             )
-        self.n_pos, self.n_neg = strict_int("n_pos", self.n_pos), strict_int("n_neg", self.n_neg)
-        if self.n_pos < 1 or self.n_neg < 1:
-            raise ValueError(f"n_pos and n_neg must be >= 1, got {self.n_pos} and {self.n_neg}.")
+        self.n_positive = strict_int("n_positive", self.n_positive)
+        self.n_negative = strict_int("n_negative", self.n_negative)
+        if self.n_positive < 1 or self.n_negative < 1:
+            raise ValueError(f"n_positive and n_negative must be >= 1, got {self.n_positive} and {self.n_negative}.")
         check_meta(self.meta)
+
+    def __repr__(self) -> str:
+        # Short, like a tensor library's: shapes and facts, never the values (millions of them).
+        shape = ", ".join(str(n) for n in self.r.shape)
+        return (f"Candidates(r=float64[{shape}], positions={self.positions}, layers=0..{self.n_layers - 1}, "
+                f"n_positive={self.n_positive}, n_negative={self.n_negative}, meta={short_meta(self.meta)})")
 
     @property
     def n_layers(self) -> int:
@@ -154,15 +130,15 @@ class Candidates:
         if not 0 <= layer < self.n_layers:
             raise ValueError(f"layer {layer} is outside 0..{self.n_layers - 1}.")
         i = self.positions.index(position)
-        # Direction metadata carries the refusal names (the Direction file format and pinned artifacts).
-        info = {**self.meta, "n_layers": self.n_layers, "d_model": self.d_model, "n_harmful": self.n_pos,
-                "n_harmless": self.n_neg, "cosmic_tl_version": package_version(), **meta}
+        # Direction metadata names the counts as the file formats do (see the module docstring).
+        info = {**self.meta, "n_layers": self.n_layers, "d_model": self.d_model, "n_harmful": self.n_positive,
+                "n_harmless": self.n_negative, "cosmic_tl_version": package_version(), **meta}
         vector, reference = self.r[i, layer].clone(), self.mu_neg[i, layer].clone()
         return Direction(vector, reference, layer, position, meta=info)
 
     def _header(self) -> dict:
         return {"format": CANDIDATES_FORMAT, "format_version": FORMAT_VERSION, "cosmic_tl_version": package_version(),
-                "positions": self.positions, "n_harmful": self.n_pos, "n_harmless": self.n_neg,
+                "positions": self.positions, "n_harmful": self.n_positive, "n_harmless": self.n_negative,
                 "meta": self.meta}
 
     def _tensors(self) -> dict[str, Tensor]:

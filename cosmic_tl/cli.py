@@ -17,12 +17,10 @@ import signal
 import sys
 from pathlib import Path
 
-from cosmic_tl.config import (
-    PRESETS, SELECTION, SELECTION_ALIASES, SIZE_FIELDS, STEERING, SUBSTRING_VARIANTS, SYSTEM_CHOICES, ConfigError,
-    RunConfig,
-)
+from cosmic_tl.config import PRESETS, SELECTION, SIZE_FIELDS, SYSTEM_CHOICES, ConfigError, RunConfig, steering_choices
 from cosmic_tl.concepts import add_concept_arguments
 from cosmic_tl.judges import DEFAULT_JUDGE_MODEL
+from cosmic_tl.selection.refusal_token import REFUSAL_TOKEN_VARIANTS
 
 # Options whose value may be a negative float in exponent form ("-1e30"), which argparse would
 # otherwise take for an option.
@@ -39,12 +37,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     d = RunConfig()
     p.add_argument("--config", type=Path, help="TOML file of RunConfig fields (flags override it)")
     p.add_argument("--model", help=f"shipped name, Hugging Face id, folder or .gguf (default {d.model})")
-    p.add_argument("--steering", choices=STEERING, help=f"default {d.steering}")
-    p.add_argument("--selection", choices=(*SELECTION, *SELECTION_ALIASES),
-                   help=f"{' | '.join(SELECTION)} (default {d.selection})")
+    p.add_argument("--steering", choices=steering_choices(), help=f"default {d.steering}")
+    p.add_argument("--selection", choices=SELECTION, help=f"{' | '.join(SELECTION)} (default {d.selection})")
     p.add_argument("--preset", choices=list(PRESETS), help=f"sizes (default {d.preset})")
     p.add_argument("--system", help=f"system turn: {SYSTEM_CHOICES} (default {d.system})")
-    p.add_argument("--substring-variant", choices=SUBSTRING_VARIANTS, help=f"default {d.substring_variant}")
+    p.add_argument("--refusal-token-variant", choices=list(REFUSAL_TOKEN_VARIANTS),
+                   help=f"the refusal-token selection's variant (default {d.refusal_token_variant})")
     for name in (*SIZE_FIELDS, "batch_size", "gen_batch_size", "seed"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override (default {getattr(d, name)})")
     p.add_argument("--alpha", type=float, help=f"addition coefficient (default {d.alpha})")
@@ -62,17 +60,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Build the RunConfig from a parsed namespace (``--config`` file first, flags on top)."""
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     flags = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    if flags.get("selection") in SELECTION_ALIASES:
-        new = SELECTION_ALIASES[flags["selection"]]
-        log.warning("--selection %s is deprecated; use --selection %s (the same baseline).", flags["selection"], new)
-        flags["selection"] = new
     if args.config is not None:
         return RunConfig.from_toml(args.config, **flags)
     return RunConfig(**flags)
 
 
 def _cmd_run(args) -> int:
-    from cosmic_tl.runs.pipeline import run_pipeline
+    from cosmic_tl.workflows import run_pipeline
 
     config = config_from_args(args)
     log.debug("Configuration (fingerprint %s): %s", config.fingerprint(), config.to_dict())

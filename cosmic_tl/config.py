@@ -1,7 +1,10 @@
-"""Every default of a run, typed, in one place; presets; TOML config files.
+"""A run's settings, typed and checked; presets; TOML config files.
 
-A :class:`RunConfig` fully describes a pipeline run. Its :meth:`~RunConfig.fingerprint` covers every
-field that can change a result, so a run folder is only ever resumed by the same configuration.
+The method's defaults are defined once, by the method modules (:mod:`cosmic_tl.selection.cosmic`,
+:mod:`cosmic_tl.selection.refusal_token`, :mod:`cosmic_tl.similarity`, :mod:`cosmic_tl.steering`);
+:class:`RunConfig` reads them from there. A :class:`RunConfig` fully describes a pipeline run. Its
+:meth:`~RunConfig.fingerprint` covers every field that can change a result, so a run folder is only
+ever resumed by the same configuration.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 from pathlib import Path
@@ -35,9 +37,12 @@ from cosmic_tl.checks import (  # noqa: F401  (DTYPES, MAX_ABS_ALPHA, ... are pa
     real_in_range,
     text,
 )
+from cosmic_tl.selection.cosmic import KL_THRESHOLD, PRUNE_FRACTION
+from cosmic_tl.selection.refusal_token import REFUSAL_TOKEN_VARIANTS
 from cosmic_tl.shipped import DEFAULT_MODEL
-from cosmic_tl.user_files import path_problem
+from cosmic_tl.similarity import EVAL_LAYER_FRACTION
 from cosmic_tl.steering import steering_names
+from cosmic_tl.user_files import path_problem
 
 
 @dataclass(frozen=True)
@@ -75,22 +80,18 @@ PRESETS = {
     "tiny": Preset(n_train=8, n_val=6, n_test=6, max_new_tokens=12, layer_stride=4, n_truthfulqa=8),
 }
 
-STEERING = steering_names()  # the rules of cosmic_tl.steering.STEERING_RULES, ("ace", "lce")
 SELECTION = ("cosmic", "refusal-token")
-SELECTION_ALIASES = {"substring": "refusal-token"}  # former names, accepted with a DeprecationWarning
-
-
-def _selection_choice(name: str, value: Any) -> str:
-    """A ``SELECTION`` entry; a former name is normalised, with a deprecation note."""
-    if isinstance(value, str) and value in SELECTION_ALIASES:
-        warnings.warn(f"{name}={value!r} is deprecated; use {SELECTION_ALIASES[value]!r}.", DeprecationWarning,
-                      stacklevel=4)
-        value = SELECTION_ALIASES[value]
-    return choice(SELECTION)(name, value)
-
-SUBSTRING_VARIANTS = ("cosmic-repo", "arditi")
 SYSTEM_CHOICES = "none | default | any other text (used as the system prompt)"
 
+
+def steering_choices() -> tuple[str, ...]:
+    """The registered steering rules (:data:`cosmic_tl.steering.STEERING_RULES`), read when asked,
+    so a rule registered after import is a valid ``steering`` value and ``--steering`` choice."""
+    return steering_names()
+
+
+def _steering_choice(name: str, value: Any) -> str:
+    return choice(steering_choices())(name, value)
 
 
 @dataclass(frozen=True)
@@ -99,16 +100,17 @@ class RunConfig:
 
     Attributes:
         model: Shipped short name, Hugging Face id, local folder or ``.gguf`` file.
-        steering: ``"ace"`` (affine, the default) or ``"lce"`` (linear).
-        selection: ``"cosmic"`` or ``"refusal-token"`` (the baseline of Arditi et al.; the former
-            name ``"substring"`` is accepted and normalised, with a DeprecationWarning).
+        steering: A rule of :data:`cosmic_tl.steering.STEERING_RULES`: ``"ace"`` (affine, the
+            default, the table's first) or ``"lce"`` (linear), or any rule registered there.
+        selection: ``"cosmic"`` or ``"refusal-token"`` (the baseline of Arditi et al.).
         preset: ``"demo"``, ``"quick"``, ``"paper"`` or ``"tiny"`` (:data:`PRESETS`); the size fields
             ``n_train``, ``n_val``, ``n_test``, ``max_new_tokens``, ``layer_stride`` and
             ``n_truthfulqa`` (0 skips the TruthfulQA check) override it when set.
         system: ``"none"`` (no system turn, the paper's setting), ``"default"`` (the template's
             own, e.g. "You are Qwen…") or a system prompt.
         seed: Seed of the paper's sampling procedure.
-        substring_variant: ``"cosmic-repo"`` or ``"arditi"`` (also filters data by refusal score).
+        refusal_token_variant: ``"cosmic-repo"`` or ``"arditi"`` (also filters data by refusal
+            score), the refusal-token selection's variant.
         alpha: Coefficient of the addition used for evaluation, |alpha| <= :data:`MAX_ABS_ALPHA`.
         kl_threshold: KL filter (>= 0); prune_fraction: share of last layers left out, in [0, 1);
             eval_layer_fraction: share of layers in L_low, in (0, 1] (docs/method.md §2, §4).
@@ -130,7 +132,7 @@ class RunConfig:
     """
 
     model: str = DEFAULT_MODEL
-    steering: str = "ace"
+    steering: str = steering_names()[0]
     selection: str = "cosmic"
     preset: str = "quick"
     n_train: int | None = None
@@ -141,11 +143,11 @@ class RunConfig:
     n_truthfulqa: int | None = None
     system: str = "none"
     seed: int = 42
-    substring_variant: str = "cosmic-repo"
+    refusal_token_variant: str = next(iter(REFUSAL_TOKEN_VARIANTS))
     alpha: float = 1.0
-    kl_threshold: float = 0.1
-    prune_fraction: float = 0.2
-    eval_layer_fraction: float = 0.1
+    kl_threshold: float = KL_THRESHOLD
+    prune_fraction: float = PRUNE_FRACTION
+    eval_layer_fraction: float = EVAL_LAYER_FRACTION
     parity_inplace: bool = True
     batch_size: int = 16
     gen_batch_size: int = 16
@@ -209,11 +211,11 @@ class RunConfig:
                 fields describe). Its :meth:`~cosmic_tl.concepts.Concept.describe` (sources and a
                 hash of every split) is hashed instead of the concept fields, so edited prompt files
                 give another fingerprint, while the paper's refusal concept, however it was named,
-                keeps the fingerprint of runs made before concepts existed.
+                hashes as no concept (one fingerprint for one refusal run).
         """
         d = self.to_dict()
         d.pop("device")
-        if d["n_truthfulqa"] is None:  # runs made before the field existed keep their fingerprint
+        if d["n_truthfulqa"] is None:  # unset (the preset's value) hashes as absent
             d.pop("n_truthfulqa")
         for name in CONCEPT_FIELDS:
             d.pop(name)
@@ -306,14 +308,14 @@ CONCEPT_FIELDS = ("concept", "positive", "negative", "positive_suffix", "judge",
 _MODEL = "a shipped short name, a Hugging Face id, a local folder or a .gguf file"
 _FIELD_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "model": text(_MODEL, f"The model name is empty (model = ''); give {_MODEL}."),
-    "steering": choice(STEERING),
-    "selection": _selection_choice,
+    "steering": _steering_choice,
+    "selection": choice(SELECTION),
     "preset": choice(tuple(PRESETS)),
     **{n: integer(1, optional=True) for n in ("n_train", "n_val", "n_test", "max_new_tokens", "layer_stride")},
     "n_truthfulqa": integer(0, optional=True),
     "system": text(SYSTEM_CHOICES, "system is empty; use 'none' for no system turn, 'default' or a system prompt."),
     "seed": integer(0),
-    "substring_variant": choice(SUBSTRING_VARIANTS),
+    "refusal_token_variant": choice(tuple(REFUSAL_TOKEN_VARIANTS)),
     "alpha": alpha_value,
     "kl_threshold": non_negative("the KL filter on harmless completions"),
     "prune_fraction": real_in_range(0, 1, False, True, "share of the last layers left out"),

@@ -5,11 +5,11 @@ its ACE reference and every fact needed to re-apply it: layer, position, hook po
 method and steering (a headerless vector is silently wrong when the layer or operation differs).
 
 Files are ``<stem>.safetensors`` plus a JSON sidecar; nothing is ever unpickled. The JSON carries
-the tensor file's sha256 and, since format_version 2, ``metadata_sha256``: a hash over every other
-field, so a hand-edited ``layer`` or ``position`` is refused on load instead of steering silently at
-another layer. Both files are replaced together or not at all. Field types are strict: ``"layer":
-true`` or ``"layer": "6"`` are errors, not layer 1 or 6. Version 1 files (no metadata hash) still
-load, with an :class:`UnprotectedDirectionWarning`.
+the tensor file's sha256 and ``metadata_sha256``: a hash over every other field, so a hand-edited
+``layer`` or ``position`` is refused on load instead of steering silently at another layer. Both
+files are replaced together or not at all. Field types are strict: ``"layer": true`` or ``"layer":
+"6"`` are errors, not layer 1 or 6. Format_version 1 files carry no metadata hash; they load with
+an :class:`UnprotectedDirectionWarning`.
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ from torch import Tensor
 
 from cosmic_tl import atomic
 from cosmic_tl.user_files import path_problem
-from cosmic_tl.safe_files import (  # noqa: F401  (PICKLE_SUFFIXES, FORMAT_VERSION, ...: public here)
+from cosmic_tl.safe_files import (
     FORMAT_VERSION,
     MIN_NORM,
-    PICKLE_SUFFIXES,
     DirectionFileError,
     as_float64,
     canonical_sha256,
@@ -45,6 +44,8 @@ from cosmic_tl.safe_files import (  # noqa: F401  (PICKLE_SUFFIXES, FORMAT_VERSI
 )
 
 DIRECTION_FORMAT = "cosmic_tl.direction"
+# The provenance a reader wants first in a printed Direction or Candidates; other keys are counted.
+_KEY_META = ("model", "concept", "method", "steering", "alpha", "system")
 
 
 class DirectionMismatchError(ValueError):
@@ -52,7 +53,7 @@ class DirectionMismatchError(ValueError):
 
 
 class UnprotectedDirectionWarning(UserWarning):
-    """A direction saved by an older cosmic_tl (format_version 1), whose facts carry no edit hash."""
+    """A format_version 1 direction file: its facts carry no edit hash."""
 
 
 def _stem(path: str | os.PathLike) -> Path:
@@ -124,6 +125,13 @@ class Direction:
         d_model = self.meta.get("d_model")
         if d_model is not None and d_model != self.d_model:
             raise ValueError(f"meta says d_model={d_model} but the vector has {self.d_model} entries.")
+
+    def __repr__(self) -> str:
+        # Short, like a tensor library's: the facts and the norm, never the d_model values.
+        reference = f"float64[{self.d_model}]" if self.reference is not None else "None"
+        return (f"Direction(layer={self.layer}, position={self.position}, hook_point={self.hook_point!r}, "
+                f"vector=float64[{self.d_model}] (norm {float(self.vector.norm()):.4g}), reference={reference}, "
+                f"meta={short_meta(self.meta)})")
 
     @property
     def d_model(self) -> int:
@@ -214,7 +222,7 @@ class Direction:
                 true``), shapes that disagree with the JSON, NaN/Inf or zero values.
             DirectionMismatchError: a fact differs from ``expect``.
 
-        Files of format_version 1 (cosmic_tl before the metadata hash) load with an
+        Files of format_version 1 (no metadata hash) load with an
         :class:`UnprotectedDirectionWarning`; saving them again protects them.
         """
         if Path(path).is_dir():
@@ -262,6 +270,17 @@ class Direction:
             raise DirectionMismatchError("Direction does not match expectations: " + "; ".join(wrong) + ".")
 
 
+def short_meta(meta: dict) -> str:
+    """``{model: 'qwen…', method: 'cosmic', … 9 more}``: the key provenance of a repr, one line."""
+    shown = [f"{key}: {_clip(repr(meta[key]))}" for key in _KEY_META if key in meta]
+    rest = len(meta) - len(shown)
+    return "{" + ", ".join(shown + ([f"… {rest} more"] if rest else [])) + "}"
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -291,7 +310,7 @@ def _read_record(json_path: Path) -> dict:
             raise edited_error(json_path, "its fields (layer, position, meta, ...)")
     else:
         warnings.warn(
-            f"{json_path} was saved by an older cosmic_tl (format_version 1): its layer, position and "
+            f"{json_path} has format_version 1: its layer, position and "
             "meta are not protected against edits. Load and save it again to protect it.",
             UnprotectedDirectionWarning,
             stacklevel=3,

@@ -55,7 +55,7 @@ class ChatModel:
         name: What the model was loaded from (short name, HF id or path).
         chat: The chat format for the current system setting.
         eoi_ids: The post-instruction template token ids; ``n_pos = len(eoi_ids)``.
-        refusal_token_ids: First tokens of refusals, for the substring (refusal-token) baseline.
+        refusal_token_ids: First tokens of refusals, for the refusal-token baseline.
         eos_token_ids: Every token id that ends a generation.
     """
 
@@ -203,8 +203,8 @@ def load_model(
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``; None picks CUDA when available.
         system: None for no system turn (the paper's setting), ``"default"`` for the template's
             own default system turn, or a system prompt.
-        refusal_prefixes: Words whose first token counts as a refusal token for the substring
-            baseline; defaults per family (Qwen: "I", "As"; others: "I").
+        refusal_prefixes: Words whose first token counts as a refusal token for the
+            refusal-token baseline; defaults per family (Qwen: "I", "As"; others: "I").
         device_map, n_devices: Passed to the bridge for models larger than one GPU.
 
     Returns:

@@ -51,6 +51,16 @@ def _writers(hf_model: nn.Module) -> tuple[nn.Embedding, list[nn.Linear]]:
     return embedding, linears
 
 
+def writer_linears(model) -> list[tuple[nn.Linear, nn.Linear]]:
+    """Each block's ``(o_proj, down_proj)``: the linears that write to the residual stream.
+
+    Raises:
+        NotImplementedError: the architecture lacks them (see :func:`orthogonalize_weights`).
+    """
+    _, linears = _writers(model.bridge.original_model)
+    return list(zip(linears[0::2], linears[1::2]))
+
+
 def _untie_unembedding(hf_model: nn.Module, embedding: nn.Embedding) -> None:
     """Give lm_head its own copy of a tied embedding matrix before the embedding is edited.
 
@@ -70,12 +80,17 @@ def _untie_unembedding(hf_model: nn.Module, embedding: nn.Embedding) -> None:
 
 
 @torch.no_grad()
-def orthogonalize_weights(model, direction: Float[Tensor, "d_model"]) -> None:
+def orthogonalize_weights(model, direction: Float[Tensor, "d_model"], *, norm_preserving: bool = False) -> None:
     """Project r̂ out of the embedding and out of every o_proj / down_proj output, **in place**.
 
     W_E <- W_E - (W_E r̂) r̂ᵀ (rows are token vectors); for ``nn.Linear`` weights [d_out, d_in]
     W <- W - r̂ (r̂ᵀ W), and b <- b - (b.r̂) r̂ for a bias. The result equals LCE ablation hooks at
     every layer. A tied lm_head is untied first (with a warning).
+
+    With ``norm_preserving`` (heretic's "full" row normalisation, docs/method.md §6), each token
+    vector keeps its norm, and each linear weight's rows are normalised before the projection and
+    rescaled to their original norms after it: W <- diag(d) rownorm(Ŵ - r̂ (r̂ᵀ Ŵ)), Ŵ = diag(d)⁻¹ W.
+    The result equals :func:`cosmic_tl.abliteration.norm_preserving_ablation_hooks`.
 
     Args:
         model: A :class:`cosmic_tl.ChatModel` (its bridge's ``original_model`` is edited).
@@ -102,17 +117,29 @@ def orthogonalize_weights(model, direction: Float[Tensor, "d_model"]) -> None:
         # Work in at least float32 so bf16/fp16 weights lose nothing extra, then cast back.
         work = weight.to(torch.promote_types(weight.dtype, torch.float32))
         unit = unit64.to(device=work.device, dtype=work.dtype)
+        norms = work.norm(dim=1, keepdim=True)
+        if norm_preserving and along_dim == 0:  # heretic's rows: one per output feature
+            work = work / torch.where(norms > 0, norms, torch.ones_like(norms))
         if along_dim == -1:  # rows live in the residual space: W - (W r̂) r̂ᵀ
             work = work - torch.outer(work @ unit, unit)
         else:  # output dimension (0) lives in the residual space: W - r̂ (r̂ᵀ W)
             work = work - torch.outer(unit, unit @ work)
+        if norm_preserving:
+            new_norms = work.norm(dim=1, keepdim=True)
+            work = work * norms / torch.where(new_norms > 0, new_norms, torch.ones_like(new_norms))
         weight.copy_(work.to(weight.dtype))
+
+    def project_out_plain(bias: Tensor) -> None:
+        # A bias is one vector in the residual space, not a matrix of rows: always a plain projection.
+        work = bias.to(torch.promote_types(bias.dtype, torch.float32))
+        unit = unit64.to(device=work.device, dtype=work.dtype)
+        bias.copy_((work - torch.outer(unit, unit @ work)).to(bias.dtype))
 
     project_out(embedding.weight, along_dim=-1)
     for linear in linears:
         project_out(linear.weight, along_dim=0)
         if linear.bias is not None:
-            project_out(linear.bias.unsqueeze(1), along_dim=0)
+            project_out_plain(linear.bias.unsqueeze(1))
 
 
 def _clean_hf_state_dict(hf_model: nn.Module) -> dict[str, Tensor]:
@@ -123,23 +150,23 @@ def _clean_hf_state_dict(hf_model: nn.Module) -> dict[str, Tensor]:
     return clean
 
 
-def export_orthogonalized(model, direction, out_dir: str | Path) -> Path:
-    """Orthogonalise ``model`` **in place** and save it as a plain Hugging Face folder.
+def save_hf_folder(model, out_dir: str | Path) -> Path:
+    """Save ``model``'s current weights as a plain Hugging Face folder (no bridge, no hooks).
 
-    The model is edited rather than copied so that large models need no second copy in memory; the
-    bridge itself runs the orthogonalised weights afterwards. ``AutoModelForCausalLM.from_pretrained
-    (out_dir)`` and ``AutoTokenizer.from_pretrained(out_dir)`` load the result.
+    ``AutoModelForCausalLM.from_pretrained(out_dir)`` and ``AutoTokenizer.from_pretrained(out_dir)``
+    load the result, so tools that know nothing of TransformerLens (heretic's evaluator, vLLM) can run it.
 
     Args:
         model: A :class:`cosmic_tl.ChatModel`.
-        direction: r (tensor) or a :class:`cosmic_tl.directions.Direction`.
         out_dir: The folder to write (created if needed).
 
     Returns:
         ``out_dir`` as a Path.
+
+    Raises:
+        NotImplementedError: the bridged model cannot be mapped back to its Hugging Face class.
     """
     out_dir = Path(out_dir)
-    orthogonalize_weights(model, direction)
     hf_model = model.bridge.original_model
     # The bridge replaced HF submodules with wrappers, so HF's own save_pretrained sees aliased keys.
     # Rebuild an unwrapped model of the same class on the meta device and point it at the live tensors.
@@ -157,5 +184,24 @@ def export_orthogonalized(model, direction, out_dir: str | Path) -> Path:
         plain.generation_config = hf_model.generation_config
     plain.save_pretrained(out_dir)
     model.tokenizer.save_pretrained(out_dir)
-    logger.info("Saved the orthogonalised model to %s", out_dir)
+    logger.info("Saved the model to %s", out_dir)
     return out_dir
+
+
+def export_orthogonalized(model, direction, out_dir: str | Path, *, norm_preserving: bool = False) -> Path:
+    """Orthogonalise ``model`` **in place** and save it as a plain Hugging Face folder.
+
+    The model is edited rather than copied so that large models need no second copy in memory; the
+    bridge itself runs the orthogonalised weights afterwards.
+
+    Args:
+        model: A :class:`cosmic_tl.ChatModel`.
+        direction: r (tensor) or a :class:`cosmic_tl.directions.Direction`.
+        out_dir: The folder to write (created if needed).
+        norm_preserving: Rescale each edited row to its original norm (see :func:`orthogonalize_weights`).
+
+    Returns:
+        ``out_dir`` as a Path.
+    """
+    orthogonalize_weights(model, direction, norm_preserving=norm_preserving)
+    return save_hf_folder(model, out_dir)

@@ -140,8 +140,10 @@ def edited_error(where: Path, what: str) -> DirectionFileError:
 # Provenance facts whose type is checked on construction and on load: a wrong type here would
 # mislabel a result (a string alpha, a bool n_layers) without any error downstream.
 _INT_META = ("n_layers", "d_model", "n_pos", "n_harmful", "n_harmless")
+# ``steering`` is checked as a name here; whether a rule of that name is registered is checked where
+# the rule is used (cosmic_tl.steering.steering_rule): the table sits above this module, and a
+# direction saved under a rule registered at run time must load like any other.
 _TEXT_META = ("model", "hf_id", "system", "method", "steering", "dtype", "cosmic_tl_version")
-STEERINGS = ("ace", "lce")
 
 
 def package_version() -> str:
@@ -166,7 +168,7 @@ def check_meta(meta: dict) -> None:
     """Raise TypeError/ValueError unless ``meta``'s known facts have their proper types.
 
     Integers (``n_layers``, ``d_model``, ...) must be ints (not bools or strings), ``alpha`` a finite
-    number, names strings, and ``steering`` one of ``ace``/``lce``.
+    number, names strings (``steering`` a non-empty one).
     """
     if not isinstance(meta, dict) or not all(isinstance(k, str) for k in meta):
         raise TypeError(f"meta must be a dict with string keys, got {type(meta).__name__}.")
@@ -179,8 +181,8 @@ def check_meta(meta: dict) -> None:
     alpha = meta.get("alpha")
     if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha)):
         raise TypeError(f"meta['alpha'] must be a finite number, got {alpha!r}.")
-    if meta.get("steering") is not None and meta["steering"] not in STEERINGS:
-        raise ValueError(f"meta['steering'] must be one of {', '.join(STEERINGS)}, got {meta['steering']!r}.")
+    if meta.get("steering") is not None and not meta["steering"].strip():
+        raise ValueError("meta['steering'] must name a steering rule, got an empty name.")
 
 
 def save_error(e: OSError, what: str) -> OSError:

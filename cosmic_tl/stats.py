@@ -8,7 +8,7 @@ two-sided binomial test on the discordant pairs (docs/method.md §7). Both come 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Sequence
 
 import numpy as np
@@ -139,16 +139,21 @@ def mcnemar_exact(baseline_flags: Sequence[bool], flags: Sequence[bool]) -> floa
     return float(binomtest(only_condition, discordant, 0.5, alternative="two-sided").pvalue)
 
 
-def _verdict(effect: dict, alpha: float) -> str:
-    change = (f"{effect['dataset']} · {effect['condition']}: {effect['baseline_rate']:.2f} → {effect['rate']:.2f} "
-              f"({effect['baseline_count']}/{effect['n']} → {effect['count']}/{effect['n']}), "
-              f"exact McNemar p = {effect['p_value']:.3g}")
-    if effect["p_value"] >= alpha:
-        return f"{change}: {NO_CHANGE_VERDICT} ({effect['n']})."
+def outcome_text(effect: dict) -> str:
+    """What a paired effect shows: "significant decrease", "not distinguishable from no change at
+    this n (24)", "significant increase, opposite to the expected decrease"."""
+    if effect["p_value"] >= effect["alpha"]:
+        return f"{NO_CHANGE_VERDICT} ({effect['n']})"
     direction = "increase" if effect["rate"] > effect["baseline_rate"] else "decrease"
     if effect["significant"]:
-        return f"{change}: significant {direction}."
-    return f"{change}: significant {direction}, opposite to the expected {effect['expected']}."
+        return f"significant {direction}"
+    return f"significant {direction}, opposite to the expected {effect['expected']}"
+
+
+def _verdict(effect: dict) -> str:
+    return (f"{effect['dataset']} · {effect['condition']}: {effect['baseline_rate']:.2f} → {effect['rate']:.2f} "
+            f"({effect['baseline_count']}/{effect['n']} → {effect['count']}/{effect['n']}), "
+            f"exact McNemar p = {effect['p_value']:.3g}: {outcome_text(effect)}.")
 
 
 def paired_effect(
@@ -196,5 +201,86 @@ def paired_effect(
         "p_value": p_value, "test": "exact McNemar, two-sided", "expected": expected, "alpha": alpha,
         "significant": bool(p_value < alpha and sign_ok),
     }
-    effect["verdict"] = _verdict(effect, alpha)
+    effect["verdict"] = _verdict(effect)
     return effect
+
+
+def rate_text(count: int, n: int, rate: float, low: float, high: float) -> str:
+    """``0.38 (9/24, 95% CI 0.21–0.57)``."""
+    return f"{rate:.2f} ({count}/{n}, 95% CI {low:.2f}–{high:.2f})"
+
+
+@dataclass(frozen=True)
+class Effect:
+    """One paired effect (:func:`paired_effect`) as a value that says itself in words.
+
+    The fields are :func:`paired_effect`'s keys, plus the ``judge`` whose flags were counted (None
+    where no judge is involved, e.g. TruthfulQA). ``str(effect)`` is :meth:`text`; :meth:`to_dict`
+    gives the stored dict (an entry of ``summary.json``'s ``effects``) and :meth:`from_dict` reads it.
+    """
+
+    dataset: str
+    condition: str
+    n: int
+    baseline_count: int
+    count: int
+    baseline_rate: float
+    rate: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    baseline_ci_low: float
+    baseline_ci_high: float
+    only_baseline: int
+    only_condition: int
+    p_value: float
+    test: str
+    expected: str
+    alpha: float
+    significant: bool
+    verdict: str
+    judge: str | None = None
+
+    @classmethod
+    def from_dict(cls, effect: dict) -> "Effect":
+        """The effect of a stored dict (:func:`paired_effect`'s, with or without ``judge``).
+
+        Raises:
+            TypeError: a key of :func:`paired_effect` is missing.
+        """
+        return cls(**{f.name: effect[f.name] for f in fields(cls) if f.name in effect})
+
+    def to_dict(self) -> dict:
+        """The stored dict: ``judge`` first (where set), then :func:`paired_effect`'s keys in its order."""
+        values = asdict(self)
+        judge = values.pop("judge")
+        return values if judge is None else {"judge": judge, **values}
+
+    @property
+    def baseline_text(self) -> str:
+        """The unsteered rate: ``1.00 (8/8, 95% CI 0.68–1.00)``."""
+        return rate_text(self.baseline_count, self.n, self.baseline_rate, self.baseline_ci_low, self.baseline_ci_high)
+
+    @property
+    def steered_text(self) -> str:
+        """The rate under the intervention: ``0.00 (0/8, 95% CI 0.00–0.32)``."""
+        return rate_text(self.count, self.n, self.rate, self.ci_low, self.ci_high)
+
+    @property
+    def outcome(self) -> str:
+        """What the test shows (:func:`outcome_text`): "significant decrease", ..."""
+        return outcome_text(asdict(self))
+
+    def text(self, prompts: str | None = None) -> str:
+        """The effect in one sentence: prompts and intervention, both rates with count/n and
+        Wilson interval, the McNemar p-value, the outcome and the judge.
+
+        Args:
+            prompts: How to name the prompts (default: the ``dataset`` key).
+        """
+        judge = "" if self.judge is None else f"; {self.judge} judge"
+        return (f"{prompts or self.dataset} · {self.condition}: {self.baseline_text} → {self.steered_text}, "
+                f"exact McNemar p = {self.p_value:.3g}: {self.outcome}{judge}.")
+
+    def __str__(self) -> str:
+        return self.text()

@@ -20,6 +20,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from cosmic_tl.abliteration import norm_preserving_ablation_hooks, projected_direction
 from cosmic_tl.directions import Direction
 from cosmic_tl.hooks import (
     Hooks,
@@ -61,6 +62,7 @@ class SteeringRule:
             shows an edit at block ``l``; the scorer reproduces it when ``parity_inplace`` is on
             (docs/method.md §8).
         needs_reference: The hooks need the direction's reference (the negative-class mean).
+        needs_model: The builders read the model's weights: they are called with ``model=``.
     """
 
     name: str
@@ -70,6 +72,7 @@ class SteeringRule:
     one_layer_actions: frozenset[str]
     edits_in_place: bool = False
     needs_reference: bool = False
+    needs_model: bool = False
 
     def hooks(
         self,
@@ -79,8 +82,13 @@ class SteeringRule:
         layer: int,
         n_layers: int,
         alpha: float = 1.0,
+        *,
+        model=None,
     ) -> Hooks:
         """The hooks of ``action`` for direction ``vector`` read at block ``layer``.
+
+        Raises:
+            ValueError: unknown action, or a rule that reads weights (``needs_model``) without ``model``.
 
         Examples:
             >>> hooks = steering_rule("lce").hooks("addition", r, None, layer=4, n_layers=10)  # doctest: +SKIP
@@ -88,7 +96,11 @@ class SteeringRule:
         builder = {"ablation": self.ablation, "addition": self.addition}.get(action)
         if builder is None:
             raise ValueError(f"Unknown action {action!r}; expected one of {ACTIONS}.")
-        return builder(vector, reference, layer, n_layers, alpha)
+        if not self.needs_model:
+            return builder(vector, reference, layer, n_layers, alpha)
+        if model is None:
+            raise ValueError(f"{self.name!r} steering reads the model's weights; pass model=...")
+        return builder(vector, reference, layer, n_layers, alpha, model=model)
 
     def acts_at_one_layer(self, action: str) -> bool:
         """Whether ``action`` edits only the direction's block input."""
@@ -117,6 +129,22 @@ def _lce_addition(vector, reference, layer, n_layers, alpha):
     return lce_addition_hooks(vector, layer, alpha)
 
 
+def _projected_ablation(vector, reference, layer, n_layers, alpha):
+    return lce_ablation_hooks(projected_direction(vector, reference), n_layers)
+
+
+def _projected_addition(vector, reference, layer, n_layers, alpha):
+    return lce_addition_hooks(projected_direction(vector, reference), layer, alpha)
+
+
+def _norm_preserving_ablation(vector, reference, layer, n_layers, alpha, *, model):
+    return norm_preserving_ablation_hooks(vector, model)
+
+
+def _norm_preserving_addition(vector, reference, layer, n_layers, alpha, *, model):
+    return lce_addition_hooks(vector, layer, alpha)
+
+
 def _ace_ablation(vector, reference, layer, n_layers, alpha):
     return ace_ablation_hooks(vector, reference, layer)
 
@@ -141,6 +169,22 @@ STEERING_RULES: dict[str, SteeringRule] = {
         addition=_lce_addition,
         one_layer_actions=frozenset({"addition"}),
         edits_in_place=True,
+    ),
+    "projected": SteeringRule(
+        name="projected",
+        summary="LCE with r projected off the negative-class mean (heretic's projected abliteration)",
+        ablation=_projected_ablation,
+        addition=_projected_addition,
+        one_layer_actions=frozenset({"addition"}),
+        needs_reference=True,
+    ),
+    "norm_preserving": SteeringRule(
+        name="norm_preserving",
+        summary="LCE ablation with every edited weight row kept at its norm (heretic's default); LCE addition",
+        ablation=_norm_preserving_ablation,
+        addition=_norm_preserving_addition,
+        one_layer_actions=frozenset({"addition"}),
+        needs_model=True,
     ),
 }
 """Every steering rule by name; the first is the default."""
@@ -259,6 +303,8 @@ def steering_hooks(
     |----------|---------------------------------|--------------------------------------|
     | ``lce``  | x - (x.r̂)r̂ at every layer/site | x + alpha r at the direction's layer |
     | ``ace``  | ACE, alpha = 0, at its layer    | ACE with alpha at its layer          |
+    | ``projected`` | LCE ablation of p = r - (r.ĝ)ĝ | x + alpha p at the direction's layer |
+    | ``norm_preserving`` | norm-preserving LCE ablation (needs ``model``) | as ``lce`` |
 
     Args:
         direction: The selected direction (its ``reference`` is the ACE reference mu).
@@ -308,4 +354,4 @@ def steering_hooks(
         if action == "addition":
             _check_representable(f"alpha · r (alpha={alpha:g})", alpha * direction.vector, model.dtype)
     _warn_other_steering(direction, steering, allow_other_steering, stacklevel=3)
-    return rule.hooks(action, direction.vector, direction.reference, direction.layer, n_layers, alpha)
+    return rule.hooks(action, direction.vector, direction.reference, direction.layer, n_layers, alpha, model=model)

@@ -31,30 +31,24 @@
 # Content warning: the harmful files contain requests for harmful content by design.
 
 # %% tags=["parameters"]
-# Parameters: the sizes of the sample this notebook draws.
-# COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) draws tiny samples;
-# "small" (the default otherwise) draws the sizes the other notebooks use; "paper" the paper's.
-from cosmic_tl.runs.notebook import notebook_settings
-
-NB = notebook_settings()
-SAMPLE_SIZES = NB.sample_sizes
+# SIZE: "ci" (a smoke test with tiny sizes), "small" (the effects on a CPU) or "paper" (the paper's
+# sizes; use a GPU); None reads COSMIC_TL_NOTEBOOK_SIZE (default "small", "ci" where CI is set).
+SIZE = None
 SEED = 42
-FIGURES = NB.figures
-print(NB)
 
 # %%
 import collections
 
 import pandas as pd
 import plotly.express as px
-import plotly.io as pio
 
 import cosmic_tl as ct
 from cosmic_tl import data as ctdata
 from cosmic_tl import plots
-from cosmic_tl.plots import save_figure
+from cosmic_tl.workflows.notebook import notebook_settings
 
-pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
+NB = notebook_settings(SIZE)  # sizes and folders; plotly renders offline; no autograd
+print(NB)
 
 # %% [markdown]
 # ## The six splits and the whole benchmarks, as shipped
@@ -108,7 +102,7 @@ assert fingerprints["match"].all(), "the seeded sample differs from the paper's"
 # size gives its own draw (a small sample is not a prefix of the paper-sized one).
 
 # %%
-sample = ct.sample_paper(**SAMPLE_SIZES, seed=SEED)
+sample = ct.sample_paper(**NB.sample_sizes, seed=SEED)
 display(pd.DataFrame({"n": sample.sizes, "fingerprint": sample.fingerprints()}))
 print("first harmful train prompt:", sample.harmful_train[0])
 print("first harmless train prompt:", sample.harmless_train[0])
@@ -133,8 +127,7 @@ fig = px.bar(categories.sort_values("items", ascending=False), x="category", y="
              barmode="group")
 plots.set_title(fig, "Harmful test prompts per category",
                 f"data: the shipped harmful_test split and the paper's seeded sample (seed {SEED}); no model")
-save_figure(fig, FIGURES / "00_harmful_test_categories", png=False)
-fig.show()
+NB.show(fig, "00_harmful_test_categories")
 
 # %% [markdown]
 # ## What we observed on this model

@@ -37,32 +37,25 @@
 # without steering.
 
 # %% tags=["parameters"]
-# Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
-# test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
-# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes. Run
-# folders are shared by the notebooks (a finished step is reused): see cosmic_tl.runs.notebook.
-from cosmic_tl.runs.notebook import notebook_settings
-
-NB = notebook_settings()
+# SIZE: "ci" (a smoke test with tiny sizes), "small" (the effects on a CPU) or "paper" (the paper's
+# sizes; use a GPU); None reads COSMIC_TL_NOTEBOOK_SIZE (default "small", "ci" where CI is set).
+SIZE = None
 MODEL = "qwen2.5-coder-0.5b-instruct"
-RUN_SIZES, PROGRESS, FIGURES = NB.run_sizes, NB.progress, NB.figures
-print(NB)
 
 # %%
 import pandas as pd
-import plotly.io as pio
 import torch
 
 import cosmic_tl as ct
 from cosmic_tl.judges import SubstringJudge
 from cosmic_tl.metrics import kl_divergence, last_position_logits
 from cosmic_tl import plots
-from cosmic_tl.plots import save_figure
 from cosmic_tl.runs.figures import position_labels, run_provenance
 from cosmic_tl.tokenviz import projection_view, side_by_side, token_projections
+from cosmic_tl.workflows.notebook import notebook_settings
 
-torch.set_grad_enabled(False)  # inference only
-pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
+NB = notebook_settings(SIZE)  # sizes and folders; plotly renders offline; no autograd
+print(NB)
 
 # %% [markdown]
 # ## Candidates and the selected direction
@@ -73,12 +66,12 @@ pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works 
 
 # %%
 model = ct.load_model(MODEL)
-config = ct.RunConfig(model=MODEL, steering="ace", selection="cosmic", **RUN_SIZES)
+config = ct.RunConfig(model=MODEL, steering="ace", selection="cosmic", **NB.run_sizes)
 run = NB.pipeline("cosmic-ace", config, model=model)
 cands, direction, prompts = run.candidates(), run.direction(), run.prompts()
 print(model.describe())
 print(f"candidates r: {tuple(cands.r.shape)} (positions {cands.positions}, {cands.n_layers} layers), "
-      f"from {cands.n_harmful} harmful and {cands.n_harmless} harmless prompts")
+      f"from {cands.n_positive} harmful and {cands.n_negative} harmless prompts")
 print(f"selected: position {direction.position}, layer {direction.layer}, ‖r‖ = {direction.vector.norm():.3f}")
 
 # %% [markdown]
@@ -88,8 +81,7 @@ print(f"selected: position {direction.position}, layer {direction.layer}, ‖r�
 # %%
 fig = plots.candidate_norm_heatmap(cands.r, cands.positions, position_labels=position_labels(run),
                                    subtitle=run_provenance(run))
-save_figure(fig, FIGURES / "01_candidate_norms", png=False)
-fig.show()
+NB.show(fig, "01_candidate_norms")
 
 # %% [markdown]
 # ## The interventions, checked on real activations
@@ -101,7 +93,7 @@ fig.show()
 d, layer = direction, direction.layer
 unit = d.unit
 mu_minus = d.reference                                    # harmless mean at (position, layer)
-mu_plus = cands.mu_harmful[cands.positions.index(d.position), layer]
+mu_plus = cands.mu_pos[cands.positions.index(d.position), layer]
 prompt_ids = model.tokenize([prompts["harmful_val"][0]]).input_ids[0].cpu()
 print(prompts["harmful_val"][0])
 
@@ -203,7 +195,7 @@ display(pd.Series(ortho))
 
 # %%
 print(f"- {model.describe()['model']}: {model.n_layers} layers, d_model {model.d_model}, "
-      f"{model.n_pos} post-instruction positions; {NB.size!r} sizes ({cands.n_harmful}+{cands.n_harmless} train prompts).")
+      f"{model.n_pos} post-instruction positions; {NB.size!r} sizes ({cands.n_positive}+{cands.n_negative} train prompts).")
 print(f"- Selected direction (COSMIC, ACE): position {d.position}, layer {layer}, ‖r‖ = {d.vector.norm():.3f}; "
       f"zero candidates at layer 0: {int((cands.r[:, 0].norm(dim=-1) == 0).sum())} of {len(cands.positions)}.")
 for row in check_table.itertuples():

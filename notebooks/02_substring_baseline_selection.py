@@ -37,34 +37,25 @@
 # **This notebook** shows the refusal scores that drive the baseline, then runs both variants.
 
 # %% tags=["parameters"]
-# Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
-# test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
-# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes. Run
-# folders are shared by the notebooks (a finished step is reused): see cosmic_tl.runs.notebook.
-from cosmic_tl.runs.notebook import notebook_settings
-
-NB = notebook_settings()
+# SIZE: "ci" (a smoke test with tiny sizes), "small" (the effects on a CPU) or "paper" (the paper's
+# sizes; use a GPU); None reads COSMIC_TL_NOTEBOOK_SIZE (default "small", "ci" where CI is set).
+SIZE = None
 MODEL = "qwen2.5-coder-0.5b-instruct"
-RUN_SIZES, PROGRESS, FIGURES = NB.run_sizes, NB.progress, NB.figures
-print(NB)
 
 # %%
 import pandas as pd
 import plotly.express as px
-import plotly.io as pio
-import torch
 
 import cosmic_tl as ct
 from cosmic_tl import plots
-from cosmic_tl.plots import save_figure
+from cosmic_tl.runs.effects import effects
 from cosmic_tl.runs.figures import position_labels, run_provenance
-from cosmic_tl.runs.report import rate_text, verdict_text
-from cosmic_tl.runs import open_run
 from cosmic_tl.selection import NoCandidateLeftError
 from cosmic_tl.selection.refusal_token import prompt_refusal_scores
+from cosmic_tl.workflows.notebook import notebook_settings
 
-torch.set_grad_enabled(False)  # inference only
-pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
+NB = notebook_settings(SIZE)  # sizes and folders; plotly renders offline; no autograd
+print(NB)
 
 # %% [markdown]
 # ## Refusal-token scores of the validation prompts
@@ -74,12 +65,12 @@ pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works 
 
 # %%
 model = ct.load_model(MODEL)
-sizes = ct.RunConfig(model=MODEL, **RUN_SIZES).sizes
+sizes = ct.RunConfig(model=MODEL, **NB.run_sizes).sizes
 sample = ct.sample_paper(n_train=sizes.n_train, n_val=sizes.n_val, n_test=sizes.n_test)
 print("refusal tokens:", model.tokenizer.convert_ids_to_tokens(model.refusal_token_ids))
 scores = pd.concat([
     pd.DataFrame({"class": kind, "prompt": prompts,
-                  "refusal score": prompt_refusal_scores(model, prompts, progress=PROGRESS).numpy()})
+                  "refusal score": prompt_refusal_scores(model, prompts, progress=NB.progress).numpy()})
     for kind, prompts in (("harmful", sample.harmful_val), ("harmless", sample.harmless_val))
 ])
 fig = px.strip(scores, x="class", y="refusal score", color="class", hover_data=["prompt"])
@@ -87,8 +78,7 @@ plots.set_title(fig, "Refusal-token log-odds at the last prompt position (valida
                 plots.provenance(model=MODEL, sizes={"n_val": sizes.n_val}, system=model.system_label)
                 + " · no intervention, no run folder")
 fig.add_hline(y=0, line_dash="dot")
-save_figure(fig, FIGURES / "02_refusal_scores", png=False)
-fig.show()
+NB.show(fig, "02_refusal_scores")
 display(scores.groupby("class")["refusal score"].describe())
 
 # %% [markdown]
@@ -102,10 +92,10 @@ display(scores.groupby("class")["refusal score"].describe())
 
 # %%
 variants = {
-    "cosmic-repo": ct.RunConfig(model=MODEL, selection="refusal-token", substring_variant="cosmic-repo",
-                                steering="ace", **RUN_SIZES),
-    "arditi": ct.RunConfig(model=MODEL, selection="refusal-token", substring_variant="arditi",
-                           steering="lce", **RUN_SIZES),
+    "cosmic-repo": ct.RunConfig(model=MODEL, selection="refusal-token", refusal_token_variant="cosmic-repo",
+                                steering="ace", **NB.run_sizes),
+    "arditi": ct.RunConfig(model=MODEL, selection="refusal-token", refusal_token_variant="arditi",
+                           steering="lce", **NB.run_sizes),
 }
 runs, failures = {}, {}
 for name, config in variants.items():
@@ -115,7 +105,7 @@ for name, config in variants.items():
     except (ValueError, NoCandidateLeftError) as error:  # e.g. the data filter left no prompt to score
         failures[name] = f"{type(error).__name__}: {error}"
         print(f"The {name} variant found no direction. {failures[name]}")
-        runs[name] = open_run(NB.run_folder(label, config.fingerprint()))
+        runs[name] = NB.find(label, config)
 
 # %% [markdown]
 # Arditi's data filter keeps harmful prompts the model already refuses (score > 0) and harmless
@@ -142,15 +132,13 @@ for name, run in selected.items():
     fig = plots.selection_dashboard(run.selection_table(), color_ranges=ranges, position_labels=position_labels(run),
                                     subtitle=run_provenance(run))
     fig.update_layout(title_text=f"Substring baseline, {name} variant ({variants[name].steering.upper()})")
-    save_figure(fig, FIGURES / f"02_selection_{name}", png=False)
-    fig.show()
+    NB.show(fig, f"02_selection_{name}")
 
 # %%
 fig = plots.score_heatmaps(runs["cosmic-repo"].selection_table(), "abl_refusal",
                            position_labels=position_labels(runs["cosmic-repo"]), subtitle=run_provenance(runs["cosmic-repo"]))
 fig.update_layout(title_text="Harmful refusal score under ablation (cosmic-repo variant; lower is better)")
-save_figure(fig, FIGURES / "02_abl_refusal_cosmic_repo", png=False)
-fig.show()
+NB.show(fig, "02_abl_refusal_cosmic_repo")
 
 # %%
 picks = pd.DataFrame({
@@ -176,14 +164,12 @@ for name, run in runs.items():
         print(f"- {name} variant ({variants[name].steering.upper()}): no direction ({failures[name]}).")
         continue
     s = run.summary()["selection"]
-    effects = [e for e in run.summary()["effects"] if e["judge"] == ct.SubstringJudge.name]
     print(f"- {name} variant ({variants[name].steering.upper()}): picks position {s['position']}, layer {s['layer']} "
           f"(abl_refusal {s['scores']['abl_refusal']:.2f} vs {s['baselines']['refusal_score']['harmful']:.2f} unsteered); "
-          f"{s['n_kept']} of {s['n_candidates']} candidates kept; on the test prompts:")
-    for e in effects:
-        print(f"  - {e['dataset']} refusal {rate_text(e['baseline_count'], e['n'], e['baseline_rate'], e['baseline_ci_low'], e['baseline_ci_high'])}"
-              f" → {rate_text(e['count'], e['n'], e['rate'], e['ci_low'], e['ci_high'])} under {e['condition']}, "
-              f"exact McNemar p = {e['p_value']:.3g}: {verdict_text(e)}.")
+          f"{s['n_kept']} of {s['n_candidates']} candidates kept; refusal on the test prompts:")
+    for effect in effects(run):
+        if effect.judge == ct.SubstringJudge.name:
+            print(f"  - {effect}")
 print(f"- Arditi's filter kept {kept.loc['harmful_train', 'arditi']}/{sizes.n_train} harmful and "
       f"{kept.loc['harmless_train', 'arditi']}/{sizes.n_train} harmless training prompts, "
       f"{kept.loc['harmful_val', 'arditi']}/{sizes.n_val} harmful and {kept.loc['harmless_val', 'arditi']}/{sizes.n_val} "

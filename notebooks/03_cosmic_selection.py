@@ -35,40 +35,32 @@
 # intermediate quantity.
 
 # %% tags=["parameters"]
-# Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
-# test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
-# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes. Run
-# folders are shared by the notebooks (a finished step is reused): see cosmic_tl.runs.notebook.
-from cosmic_tl.runs.notebook import notebook_settings
-
-NB = notebook_settings()
+# SIZE: "ci" (a smoke test with tiny sizes), "small" (the effects on a CPU) or "paper" (the paper's
+# sizes; use a GPU); None reads COSMIC_TL_NOTEBOOK_SIZE (default "small", "ci" where CI is set).
+SIZE = None
 MODEL = "qwen2.5-coder-0.5b-instruct"
-RUN_SIZES, PROGRESS, FIGURES = NB.run_sizes, NB.progress, NB.figures
-print(NB)
 
 # %%
 import pandas as pd
-import plotly.io as pio
-import torch
 
 import cosmic_tl as ct
 from cosmic_tl import plots
 from cosmic_tl.activations import last_token_readouts
-from cosmic_tl.plots import save_figure
 from cosmic_tl.runs.figures import position_labels, run_provenance
+from cosmic_tl.workflows.notebook import notebook_settings
 
-torch.set_grad_enabled(False)  # inference only
-pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
+NB = notebook_settings(SIZE)  # sizes and folders; plotly renders offline; no autograd
+print(NB)
 
 # %%
 model = ct.load_model(MODEL)
-config = ct.RunConfig(model=MODEL, steering="ace", selection="cosmic", **RUN_SIZES)
+config = ct.RunConfig(model=MODEL, steering="ace", selection="cosmic", **NB.run_sizes)
 run = NB.pipeline("cosmic-ace", config, model=model)
 selection, table = run.summary()["selection"], run.selection_table()
 # Every figure says what it is from (model, sizes, steering, system turn, run); position ticks
 # name the template tokens.
 subtitle = run_provenance(run)
-labelled = dict(position_labels=position_labels(run), subtitle=subtitle)
+labelled = dict(position_labels=position_labels(run), n_layers=model.n_layers, subtitle=subtitle)
 
 # %% [markdown]
 # ## Step 1: where do harmful and harmless activations differ most?
@@ -80,8 +72,7 @@ labelled = dict(position_labels=position_labels(run), subtitle=subtitle)
 # %%
 layer_cos = run.layer_cosine()
 fig = plots.layer_cosine_line(layer_cos, subtitle=subtitle)
-save_figure(fig, FIGURES / "03_layer_cosine", png=False)
-fig.show()
+NB.show(fig, "03_layer_cosine")
 
 # %% [markdown]
 # The same cosine at every post-instruction position of the block inputs, where the candidate
@@ -89,8 +80,7 @@ fig.show()
 
 # %%
 fig = plots.cosine_heatmap(run.cosine_pos_layer(), run.eval_layers(), **labelled)
-save_figure(fig, FIGURES / "03_cosine_heatmap", png=False)
-fig.show()
+NB.show(fig, "03_cosine_heatmap")
 
 # %% [markdown]
 # ## Steps 2–4: every candidate's scores, the filters and the pick
@@ -101,13 +91,11 @@ fig.show()
 
 # %%
 fig = plots.selection_dashboard(table, eval_layers=run.eval_layers(), **labelled)
-save_figure(fig, FIGURES / "03_selection_dashboard", png=False)
-fig.show()
+NB.show(fig, "03_selection_dashboard")
 
 # %%
 fig = plots.score_heatmaps(table, "score", eval_layers=run.eval_layers(), **labelled)
-save_figure(fig, FIGURES / "03_score_heatmap", png=False)
-fig.show()
+NB.show(fig, "03_score_heatmap")
 
 # %%
 display(table[table.kept.astype(bool)].sort_values("score", ascending=False).head(10))
@@ -128,8 +116,7 @@ for kind in ("harmful", "harmless"):
     projections[kind] = readouts.double() @ direction.unit
 fig = plots.projection_plot(projections["harmful"], projections["harmless"], chosen_layer=direction.layer,
                             subtitle=subtitle)
-save_figure(fig, FIGURES / "03_projection", png=False)
-fig.show()
+NB.show(fig, "03_projection")
 
 # %% [markdown]
 # ## What we observed on this model

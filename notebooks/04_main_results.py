@@ -33,33 +33,25 @@
 # judgement by a shipped chat model.
 
 # %% tags=["parameters"]
-# Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
-# test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
-# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes. Run
-# folders are shared by the notebooks (a finished step is reused): see cosmic_tl.runs.notebook.
-from cosmic_tl.runs.notebook import notebook_settings
-
-NB = notebook_settings()
+# SIZE: "ci" (a smoke test with tiny sizes), "small" (the effects on a CPU) or "paper" (the paper's
+# sizes; use a GPU); None reads COSMIC_TL_NOTEBOOK_SIZE (default "small", "ci" where CI is set).
+SIZE = None
 MODEL = "qwen2.5-coder-0.5b-instruct"
-RUN_SIZES, PROGRESS, FIGURES = NB.run_sizes, NB.progress, NB.figures
-print(NB)
 
 # %%
 import pandas as pd
-import plotly.io as pio
-import torch
 
 import cosmic_tl as ct
 from cosmic_tl import plots
 from cosmic_tl.experiments.agreement import agreement_metrics
 from cosmic_tl.judges import SubstringJudge
-from cosmic_tl.plots import save_figure
+from cosmic_tl.runs.effects import effects
 from cosmic_tl.runs.figures import run_provenance
-from cosmic_tl.runs.report import rate_text, verdict_text
 from cosmic_tl.selection import NoCandidateLeftError
+from cosmic_tl.workflows.notebook import notebook_settings
 
-torch.set_grad_enabled(False)  # inference only
-pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
+NB = notebook_settings(SIZE)  # sizes and folders; plotly renders offline; no autograd
+print(NB)
 
 # %% [markdown]
 # ## The four pipelines
@@ -69,12 +61,12 @@ pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works 
 # %%
 model = ct.load_model(MODEL)
 configs = {
-    "COSMIC · ACE": ("cosmic-ace", ct.RunConfig(model=MODEL, selection="cosmic", steering="ace", **RUN_SIZES)),
-    "COSMIC · LCE": ("cosmic-lce", ct.RunConfig(model=MODEL, selection="cosmic", steering="lce", **RUN_SIZES)),
+    "COSMIC · ACE": ("cosmic-ace", ct.RunConfig(model=MODEL, selection="cosmic", steering="ace", **NB.run_sizes)),
+    "COSMIC · LCE": ("cosmic-lce", ct.RunConfig(model=MODEL, selection="cosmic", steering="lce", **NB.run_sizes)),
     "refusal-token (cosmic-repo) · ACE": ("refusal-token-cosmic-repo-ace", ct.RunConfig(
-        model=MODEL, selection="refusal-token", substring_variant="cosmic-repo", steering="ace", **RUN_SIZES)),
+        model=MODEL, selection="refusal-token", refusal_token_variant="cosmic-repo", steering="ace", **NB.run_sizes)),
     "refusal-token (Arditi) · LCE": ("refusal-token-arditi-lce", ct.RunConfig(
-        model=MODEL, selection="refusal-token", substring_variant="arditi", steering="lce", **RUN_SIZES)),
+        model=MODEL, selection="refusal-token", refusal_token_variant="arditi", steering="lce", **NB.run_sizes)),
 }
 runs, failures = {}, {}
 for label, (folder, config) in configs.items():
@@ -96,28 +88,22 @@ for label, (folder, config) in configs.items():
 # change at this n".
 
 # %%
+substring = {label: [e for e in effects(run) if e.judge == SubstringJudge.name] for label, run in runs.items()}
 rows = []
 for label, run in runs.items():
     s = run.summary()
-    for e in s["effects"]:
-        if e["judge"] != SubstringJudge.name:
-            continue
+    for e in substring[label]:
         rows.append({"run": label, "pick (position, layer)": (s["selection"]["position"], s["selection"]["layer"]),
-                     "prompts": e["dataset"], "intervention": e["condition"],
-                     "no intervention": rate_text(e["baseline_count"], e["n"], e["baseline_rate"],
-                                                  e["baseline_ci_low"], e["baseline_ci_high"]),
-                     "with intervention": rate_text(e["count"], e["n"], e["rate"], e["ci_low"], e["ci_high"]),
-                     "p (McNemar)": e["p_value"], "verdict": verdict_text(e)})
+                     "prompts": e.dataset, "intervention": e.condition, "no intervention": e.baseline_text,
+                     "with intervention": e.steered_text, "p (McNemar)": e.p_value, "verdict": e.outcome})
 results = pd.DataFrame(rows).set_index(["run", "prompts"])
 display(results)
 
 # %%
 for label, run in runs.items():
-    effects = [e for e in run.summary()["effects"] if e["judge"] == SubstringJudge.name]
-    fig = plots.effects_plot(effects, subtitle=run_provenance(run))
+    fig = plots.effects_plot(substring[label], subtitle=run_provenance(run))
     fig.update_layout(title_text=f"{label}: effects of the interventions (95% Wilson intervals; * : p < 0.05)")
-    save_figure(fig, FIGURES / f"04_effects_{label.split(' ')[0].lower()}_{run.config['steering']}", png=False)
-    fig.show()
+    NB.show(fig, f"04_effects_{label.split(' ')[0].lower()}_{run.config['steering']}")
 
 # %% [markdown]
 # Per category of the harmful test prompts (COSMIC · ACE).
@@ -127,8 +113,7 @@ metrics = runs["COSMIC · ACE"].metrics()
 fig = plots.refusal_bars(metrics[metrics.judge == SubstringJudge.name], dataset="harmful",
                          subtitle=run_provenance(runs["COSMIC · ACE"]))
 fig.update_layout(title_text="COSMIC · ACE: refusal rate per category of harmful test prompts")
-save_figure(fig, FIGURES / "04_refusal_by_category", png=False)
-fig.show()
+NB.show(fig, "04_refusal_by_category")
 
 # %% [markdown]
 # Some completions (COSMIC · ACE).
@@ -154,12 +139,11 @@ display(examples.style.set_properties(**{"white-space": "pre-wrap", "text-align"
 
 # %%
 cosmic_table = runs["COSMIC · ACE"].selection_table()
-substring_table = runs["refusal-token (cosmic-repo) · ACE"].selection_table()
-agreement = agreement_metrics(cosmic_table, substring_table, runs["COSMIC · ACE"].candidates())
+refusal_token_table = runs["refusal-token (cosmic-repo) · ACE"].selection_table()
+agreement = agreement_metrics(cosmic_table, refusal_token_table, runs["COSMIC · ACE"].candidates())
 display(pd.Series(agreement, dtype=object))
-fig = plots.agreement_scatter(cosmic_table, substring_table, subtitle=run_provenance(runs["COSMIC · ACE"]))
-save_figure(fig, FIGURES / "04_agreement_scatter", png=False)
-fig.show()
+fig = plots.agreement_scatter(cosmic_table, refusal_token_table, subtitle=run_provenance(runs["COSMIC · ACE"]))
+NB.show(fig, "04_agreement_scatter")
 
 # %% [markdown]
 # ## What we observed on this model
@@ -167,10 +151,12 @@ fig.show()
 # %%
 for label, reason in failures.items():
     print(f"- {label}: no direction ({reason}).")
-for (label, prompts), row in results.iterrows():
-    print(f"- {label}: pick {row['pick (position, layer)']}; {prompts} refusal {row['no intervention']} → "
-          f"{row['with intervention']} under {row.intervention}, p = {row['p (McNemar)']:.3g}: {row.verdict}.")
-print(f"- COSMIC vs refusal-token (ACE): picks {agreement['cosmic_pick']} vs {agreement['substring_pick']} "
+for label, run in runs.items():
+    s = run.summary()["selection"]
+    print(f"- {label}: pick ({s['position']}, {s['layer']}); refusal on the test prompts:")
+    for effect in substring[label]:
+        print(f"  - {effect}")
+print(f"- COSMIC vs refusal-token (ACE): picks {agreement['cosmic_pick']} vs {agreement['refusal_token_pick']} "
       f"(exact match: {agreement['exact_match']}, |Δlayer| = {agreement['abs_delta_layer']}, "
       f"cosine of the directions {agreement['cosine_picks'] if agreement['cosine_picks'] is None else round(agreement['cosine_picks'], 3)}); "
       f"Spearman over {agreement['n_spearman']} candidates: {agreement['spearman']:.3f}.")

@@ -31,34 +31,26 @@
 # harmless ones), next to the COSMIC direction extracted normally (the paper's "gennorm").
 
 # %% tags=["parameters"]
-# Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
-# test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
-# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes. Run
-# folders are shared by the notebooks (a finished step is reused): see cosmic_tl.runs.notebook.
-from cosmic_tl.runs.notebook import notebook_settings
-
-NB = notebook_settings()
+# SIZE: "ci" (a smoke test with tiny sizes), "small" (the effects on a CPU) or "paper" (the paper's
+# sizes; use a GPU); None reads COSMIC_TL_NOTEBOOK_SIZE (default "small", "ci" where CI is set).
+SIZE = None
 MODEL = "qwen2.5-coder-0.5b-instruct"
-RUN_SIZES, PROGRESS, FIGURES = NB.run_sizes, NB.progress, NB.figures
-print(NB)
 
 # %%
 import pandas as pd
-import plotly.io as pio
 import torch
 
 import cosmic_tl as ct
 from cosmic_tl import plots
 from cosmic_tl.experiments.adversarial import (
-    ADV_SYSTEM_PROMPT, comparison_table, run_adversarial, saturation_figure, steering_effects,
+    ADV_SYSTEM_PROMPT, comparison_table, read_refusal_scores, read_saturation, run_adversarial, saturation_figure,
+    steering_effects,
 )
-from cosmic_tl.runs.files import read_csv
-from cosmic_tl.plots import save_figure
 from cosmic_tl.runs.figures import run_provenance
-from cosmic_tl.runs.report import rate_text, verdict_text
+from cosmic_tl.workflows.notebook import notebook_settings
 
-torch.set_grad_enabled(False)  # inference only
-pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
+NB = notebook_settings(SIZE)  # sizes and folders; plotly renders offline; no autograd
+print(NB)
 
 # %% [markdown]
 # ## The system prompt works: everything is refused
@@ -67,7 +59,7 @@ pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works 
 
 # %%
 model = ct.load_model(MODEL)
-config = ct.RunConfig(model=MODEL, steering="ace", **RUN_SIZES)
+config = ct.RunConfig(model=MODEL, steering="ace", **NB.run_sizes)
 sample = ct.sample_paper(n_train=config.sizes.n_train, n_val=config.sizes.n_val, n_test=config.sizes.n_test)
 harmless = [q.instruction for q in sample.harmless_test[:2]]
 demo = pd.DataFrame({
@@ -94,17 +86,16 @@ comparison = comparison_table(experiment)
 # harmless: score < 0).
 
 # %%
-saturation = read_csv(experiment.root / "saturation" / "summary.csv")
+saturation = read_saturation(experiment)
 display(saturation)
 subtitle = run_provenance(experiment)
-fig = saturation_figure(read_csv(experiment.root / "saturation" / "refusal_scores.csv"), subtitle=subtitle)
-save_figure(fig, FIGURES / "05_refusal_score_saturation", png=False)
-fig.show()
+fig = saturation_figure(read_refusal_scores(experiment), subtitle=subtitle)
+NB.show(fig, "05_refusal_score_saturation")
 
 # %% [markdown]
 # ## What each method selects
 #
-# COSMIC on directions extracted under the system prompt, the substring baseline scored under the
+# COSMIC on directions extracted under the system prompt, the refusal-token baseline scored under the
 # system prompt, and COSMIC on normally extracted directions (grey: filtered out; star: chosen).
 
 # %%
@@ -118,8 +109,7 @@ for key, selection in experiment.subruns().items():
         continue
     fig = plots.selection_dashboard(selection.selection_table(), color_ranges=ranges, subtitle=f"{key} · {subtitle}")
     fig.update_layout(title_text=f"{key}: position {summary['position']}, layer {summary['layer']}")
-    save_figure(fig, FIGURES / f"05_selection_{key}", png=False)
-    fig.show()
+    NB.show(fig, f"05_selection_{key}")
 
 # %% [markdown]
 # ## Steering the normal model
@@ -134,8 +124,7 @@ metrics = metrics[metrics.judge == ct.SubstringJudge.name]
 for dataset in ("harmful", "harmless"):
     fig = plots.refusal_bars(metrics, dataset=dataset, by_category=False, subtitle=subtitle)
     fig.update_layout(title_text=f"{dataset} test prompts: refusal rate of the normal model, steered")
-    save_figure(fig, FIGURES / f"05_refusal_{dataset}", png=False)
-    fig.show()
+    NB.show(fig, f"05_refusal_{dataset}")
 
 # %% [markdown]
 # ## What we observed on this model
@@ -152,14 +141,11 @@ for row in comparison.itertuples():
         print(f"- {row.method} ({row.extraction} extraction): no direction ({row.note}).")
         continue
     print(f"- {row.method} ({row.extraction} extraction): pick {row.pick}.")
-for e in steering_effects(experiment):
-    print(f"  - {e['dataset']} · {e['condition']}: refusal "
-          f"{rate_text(e['baseline_count'], e['n'], e['baseline_rate'], e['baseline_ci_low'], e['baseline_ci_high'])} → "
-          f"{rate_text(e['count'], e['n'], e['rate'], e['ci_low'], e['ci_high'])}, exact McNemar p = {e['p_value']:.3g}: "
-          f"{verdict_text(e)}.")
-fig = plots.effects_plot(steering_effects(experiment), subtitle=subtitle)
-save_figure(fig, FIGURES / "05_effects", png=False)
-fig.show()
+steered = steering_effects(experiment)  # each direction's refusal under steering, against the normal model's
+for effect in steered:
+    print(f"  - {effect}")
+fig = plots.effects_plot(steered, subtitle=subtitle)
+NB.show(fig, "05_effects")
 adv_dir, normal_dir = experiment.subrun("cosmic_adversarial").direction(), experiment.subrun("cosmic_normal").direction()
 if adv_dir is not None and normal_dir is not None:
     cos = torch.nn.functional.cosine_similarity(adv_dir.vector, normal_dir.vector, dim=0)

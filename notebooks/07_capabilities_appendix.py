@@ -33,33 +33,25 @@
 # addition as a function of α.
 
 # %% tags=["parameters"]
-# Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
-# test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
-# the paper's sizes (hours on a CPU; use a GPU). Edit RUN_SIZES to choose any other sizes. Run
-# folders are shared by the notebooks (a finished step is reused): see cosmic_tl.runs.notebook.
-from cosmic_tl.runs.notebook import notebook_settings
-
-NB = notebook_settings()
+# SIZE: "ci" (a smoke test with tiny sizes), "small" (the effects on a CPU) or "paper" (the paper's
+# sizes; use a GPU); None reads COSMIC_TL_NOTEBOOK_SIZE (default "small", "ci" where CI is set).
+SIZE = None
 MODEL = "qwen2.5-coder-0.5b-instruct"
-RUN_SIZES, PROGRESS, FIGURES = NB.run_sizes, NB.progress, NB.figures
 ALPHAS = (0.5, 1.0, 2.0, 3.0)  # ACE addition strengths for the sweep
-print(NB)
 
 # %%
 import pandas as pd
 import plotly.express as px
-import plotly.io as pio
-import torch
 
 import cosmic_tl as ct
 from cosmic_tl.metrics import ce_loss, next_token_kl
 from cosmic_tl import plots
-from cosmic_tl.plots import save_figure
 from cosmic_tl.runs.figures import run_provenance
-from cosmic_tl.runs.report import rate_text, verdict_text
+from cosmic_tl.stats import Effect, rate_text
+from cosmic_tl.workflows.notebook import notebook_settings
 
-torch.set_grad_enabled(False)  # inference only
-pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
+NB = notebook_settings(SIZE)  # sizes and folders; plotly renders offline; no autograd
+print(NB)
 
 # %% [markdown]
 # ## The directions (runs shared with notebooks 01–04)
@@ -68,7 +60,7 @@ pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works 
 model = ct.load_model(MODEL)
 runs = {}
 for steering in ("ace", "lce"):
-    config = ct.RunConfig(model=MODEL, selection="cosmic", steering=steering, **RUN_SIZES)
+    config = ct.RunConfig(model=MODEL, selection="cosmic", steering=steering, **NB.run_sizes)
     runs[steering] = NB.pipeline(f"cosmic-{steering}", config, model=model)
 prompts = [q.instruction for q in runs["ace"].prompts()["harmless_test"]]
 own_completions = [r["response"] for r in runs["ace"].completions("harmless", "baseline")]
@@ -92,8 +84,7 @@ display(costs)
 fig = px.bar(costs, x="direction", y="ce", color="intervention", barmode="group", hover_data=["KL", "ppl", "n_tokens"])
 plots.set_title(fig, "CE loss of the model's own harmless completions (lower: less disturbed)",
                 f"{len(prompts)} harmless test prompts · ACE {run_provenance(runs['ace'])} · LCE run {runs['lce'].fingerprint}")
-save_figure(fig, FIGURES / "07_ce_loss", png=False)
-fig.show()
+NB.show(fig, "07_ce_loss")
 
 # %% [markdown]
 # ## TruthfulQA binary choice under ablation and addition
@@ -115,8 +106,7 @@ for steering, run in runs.items():
                            'share of "A" answers': c["share_answer_a"]} for c in tqa["conditions"]]))
     fig = plots.capability_bars(tqa, subtitle=run_provenance(run))
     fig.update_layout(title_text=f"TruthfulQA binary choice, COSMIC · {steering.upper()} (95% Wilson intervals)")
-    save_figure(fig, FIGURES / f"07_truthfulqa_{steering}", png=False)
-    fig.show()
+    NB.show(fig, f"07_truthfulqa_{steering}")
 
 # %% [markdown]
 # ## ACE addition strength
@@ -133,8 +123,7 @@ display(sweep)
 fig = px.line(sweep.melt(id_vars="alpha", var_name="measure"), x="alpha", y="value", color="measure", markers=True)
 plots.set_title(fig, "Harmless prompts under ACE addition of the COSMIC direction, by strength α",
                 f"{len(prompts)} harmless test prompts · {run_provenance(runs['ace'])}")
-save_figure(fig, FIGURES / "07_ace_addition_alpha", png=False)
-fig.show()
+NB.show(fig, "07_ace_addition_alpha")
 
 # %% [markdown]
 # ## What we observed on this model
@@ -150,7 +139,6 @@ for steering, tqa in truthfulqa.items():
     base = tqa["conditions"][0]
     print(f"- TruthfulQA ({steering.upper()}, {tqa['n']} questions): no intervention accuracy "
           f"{rate_text(base['count'], base['n'], base['accuracy'], base['ci_low'], base['ci_high'])}.")
-    for effect, entry in zip(tqa["effects"], tqa["conditions"][1:]):
-        print(f"  - {effect['condition']}: {rate_text(entry['count'], entry['n'], entry['accuracy'], entry['ci_low'], entry['ci_high'])}, "
-              f"exact McNemar p = {effect['p_value']:.3g}: {verdict_text(effect)}.")
+    for effect in tqa["effects"]:  # accuracy under each intervention against no intervention
+        print(f"  - {Effect.from_dict(effect)}")
 print("- Not run here: ARC-Challenge, GPQA and Pile CE (datasets not shipped; they need a network).")

@@ -36,34 +36,26 @@
 # by the exact McNemar test on the same prompts.
 
 # %% tags=["parameters"]
-# Parameters. COSMIC_TL_NOTEBOOK_SIZE = "ci" (the default when the CI variable is set) runs a smoke
-# test with tiny sizes; "small" (the default otherwise) shows the effects on a CPU; "paper" uses
-# the paper's sizes. Run folders are shared by the notebooks: see cosmic_tl.runs.notebook.
-from cosmic_tl.runs.notebook import notebook_settings
-
-NB = notebook_settings()
+# SIZE: "ci" (a smoke test with tiny sizes), "small" (the effects on a CPU) or "paper" (the paper's
+# sizes; use a GPU); None reads COSMIC_TL_NOTEBOOK_SIZE (default "small", "ci" where CI is set).
+SIZE = None
 MODEL = "qwen2.5-coder-0.5b-instruct"
-RUN_SIZES, PROGRESS, FIGURES = NB.run_sizes, NB.progress, NB.figures
-print(NB)
 
 # %%
 import pandas as pd
-import plotly.io as pio
-import torch
 
 import cosmic_tl as ct
 from cosmic_tl.concepts import ConceptLabels, builtin_concept, sample_concept, suffix_concept
 from cosmic_tl.judges import RegexJudge
-from cosmic_tl.plots import save_figure
-from cosmic_tl.runs import open_run
+from cosmic_tl.runs.effects import effects
 from cosmic_tl.runs.figures import run_figures
 from cosmic_tl.runs.layout import run_concept
-from cosmic_tl.runs.pipeline import run_pipeline
+from cosmic_tl.workflows.notebook import notebook_settings
 
-torch.set_grad_enabled(False)  # inference only
-pio.renderers.default = "plotly_mimetype+notebook"  # plotly.js embedded: works offline
+NB = notebook_settings(SIZE)  # sizes and folders; plotly renders offline; no autograd
+print(NB)
 model = ct.load_model(MODEL, device="cpu")
-config = ct.RunConfig(model=MODEL, device="cpu", **RUN_SIZES)
+config = ct.RunConfig(model=MODEL, device="cpu", **NB.run_sizes)
 
 # %% [markdown]
 # ## The built-in concept: reply in Chinese
@@ -80,28 +72,20 @@ print("judge:   ", chinese.judge.description)
 
 
 # %%
-def concept_run(label: str, concept):
-    """Run (or reuse) the pipeline on ``concept``; the folder is named by the configuration and concept."""
-    folder = NB.run_folder(label, config.fingerprint(concept))
-    run_pipeline(config, folder, model=model, concept=concept, progress=PROGRESS)
-    return open_run(folder)
-
-
 def show_run(run) -> None:
     """The refusal runs' heatmaps and effects plot, the rates with intervals and the McNemar tests."""
     info, sel, summary = run_concept(run), run.selection_summary(), run.summary()
     print(f"{info['name']}: position {sel['position']}, layer {sel['layer']}; L_low = {run.eval_layers()}")
     figures = run_figures(run)
     for name in ("cosine_heatmap", "selection_dashboard", "effects"):
-        save_figure(figures[name], FIGURES / f"08_{info['name']}_{name}", png=False)
-        figures[name].show()
+        NB.show(figures[name], f"08_{info['name']}_{name}")
     rates = run.metrics()
     display(rates[rates.category == "all"][["judge", "dataset", "condition", "count", "n", "rate", "ci_low", "ci_high"]])
-    effects = pd.DataFrame(summary["effects"])
-    display(effects[["judge", "dataset", "condition", "baseline_count", "count", "n", "p_value", "verdict"]])
+    table = pd.DataFrame(summary["effects"])
+    display(table[["judge", "dataset", "condition", "baseline_count", "count", "n", "p_value", "verdict"]])
 
 
-chinese_run = concept_run("chinese", chinese)
+chinese_run = NB.pipeline("chinese", config, model=model, concept=chinese)
 show_run(chinese_run)
 
 # %% [markdown]
@@ -133,7 +117,7 @@ french = suffix_concept(
 )
 
 # %%
-french_run = concept_run("french", french)
+french_run = NB.pipeline("french", config, model=model, concept=french)
 show_run(french_run)
 
 # %% [markdown]
@@ -145,5 +129,5 @@ show_run(french_run)
 
 # %%
 for run in (chinese_run, french_run):
-    for effect in run.summary()["effects"]:
-        print(effect["verdict"])
+    for effect in effects(run):
+        print(f"- {effect}")

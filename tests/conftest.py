@@ -1,5 +1,6 @@
-"""Shared fixtures. Unit tests use tiny random models (no model files); integration tests use the
-default shipped model and are marked ``integration``."""
+"""Shared fixtures. Unit tests use tiny random models (no model files). Integration tests run the
+whole pipeline and experiments end to end on the tiny model, or use the default shipped model
+(those are marked ``integration``)."""
 
 from __future__ import annotations
 

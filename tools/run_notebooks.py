@@ -1,6 +1,6 @@
 """Execute the notebooks top to bottom at one size setting and keep their figures.
 
-``make figures`` runs every notebook at the ``small`` sizes (cosmic_tl.runs.notebook) on the
+``make figures`` runs every notebook at the ``small`` sizes (cosmic_tl.workflows.notebook) on the
 default model: run folders go to ``runs/notebooks`` (shared, so a finished step is reused) and
 figures to ``figures/``, the folder the README links. The committed ``.ipynb`` files stay without
 outputs; executed copies go to ``runs/notebooks/executed``. Prints each notebook's wall time.

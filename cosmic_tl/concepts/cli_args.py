@@ -18,7 +18,7 @@ from pathlib import Path
 from cosmic_tl.concepts.builtin import BUILTIN_CONCEPTS, builtin_concept
 from cosmic_tl.concepts.concept import Concept, ConceptError, suffix_concept
 from cosmic_tl.concepts.files import load_concept
-from cosmic_tl.concepts.judge_specs import judge_from_spec
+from cosmic_tl.concepts.judge_specs import judge_from_spec, judge_usage
 
 DEFAULT_CONCEPT = "refusal"
 CUSTOM_CONCEPT_NAME = "custom"
@@ -41,7 +41,7 @@ def add_concept_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--positive-suffix", help="positive = every --negative instruction + this text (paired)")
     group.add_argument(
         "--judge",
-        help="judge of the replies: substring | phrases:A,B | regex:PATTERN | model:QUESTION | cjk[:THRESHOLD]",
+        help=f"judge of the replies: {judge_usage()}",
     )
     group.add_argument("--concept-name", help=f"name of a --positive/--negative concept (default {CUSTOM_CONCEPT_NAME})")
 

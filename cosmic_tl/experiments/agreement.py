@@ -25,10 +25,12 @@ from cosmic_tl import atomic, plots
 from cosmic_tl.candidates import Candidates
 from cosmic_tl.config import RunConfig
 from cosmic_tl.experiments.common import describe_sizes, experiment_context, markdown_table, write_report
+from cosmic_tl.experiments.registry import Experiment, register_experiment
 from cosmic_tl.models import ChatModel
 from cosmic_tl.runs.context import Step, StepContext
 from cosmic_tl.runs.evaluate import figures_step
 from cosmic_tl.runs.files import read_csv, read_json, write_csv
+from cosmic_tl.runs.kinds import AGREEMENT_KIND
 from cosmic_tl.runs.layout import agreement_subrun
 from cosmic_tl.runs.reader import Run
 from cosmic_tl.runs.steps import candidates_step, eval_layers_step, sample_step
@@ -70,23 +72,23 @@ def _pick(table: pd.DataFrame) -> tuple[int, int] | None:
     return None if chosen.empty else (int(chosen.position.iat[0]), int(chosen.layer.iat[0]))
 
 
-def agreement_metrics(cosmic: pd.DataFrame, substring: pd.DataFrame, candidates: Candidates | None = None) -> dict:
+def agreement_metrics(cosmic: pd.DataFrame, refusal_token: pd.DataFrame, candidates: Candidates | None = None) -> dict:
     """Agreement of two ranked selection tables over the same candidates.
 
     Args:
         cosmic: COSMIC table (``position``, ``layer``, ``score``, ``r_norm``, ``kept``, ``chosen``).
-        substring: Baseline table, same rows (``abl_refusal``, ``score``, ``kept``, ``chosen``).
+        refusal_token: Baseline table, same rows (``abl_refusal``, ``score``, ``kept``, ``chosen``).
         candidates: The candidate vectors (for the cosine of the two picks); optional.
     """
     keys = ["position", "layer"]
     m = cosmic[keys + ["score", "r_norm", "kept"]].merge(
-        substring[keys + ["abl_refusal", "kept"]], on=keys, suffixes=("_cosmic", "_substring"))
+        refusal_token[keys + ["abl_refusal", "kept"]], on=keys, suffixes=("_cosmic", "_refusal_token"))
     scored = m[m.score.notna() & m.abl_refusal.notna() & ~is_zero_direction(m)]
-    both_kept = scored[scored.kept_cosmic.astype(bool) & scored.kept_substring.astype(bool)]
-    a, b = _pick(cosmic), _pick(substring)
+    both_kept = scored[scored.kept_cosmic.astype(bool) & scored.kept_refusal_token.astype(bool)]
+    a, b = _pick(cosmic), _pick(refusal_token)
     out = {
         "cosmic_pick": list(a) if a else None,
-        "substring_pick": list(b) if b else None,
+        "refusal_token_pick": list(b) if b else None,
         "exact_match": None if not (a and b) else a == b,
         "abs_delta_layer": None if not (a and b) else abs(a[1] - b[1]),
         "cosine_picks": None,
@@ -99,8 +101,8 @@ def agreement_metrics(cosmic: pd.DataFrame, substring: pd.DataFrame, candidates:
         ra = candidates.r[candidates.positions.index(a[0]), a[1]]
         rb = candidates.r[candidates.positions.index(b[0]), b[1]]
         out["cosine_picks"] = float(torch.nn.functional.cosine_similarity(ra, rb, dim=0))
-    ra_list, rb_list = ranked_kept(cosmic), ranked_kept(substring)
-    out.update(n_kept_cosmic=len(ra_list), n_kept_substring=len(rb_list))
+    ra_list, rb_list = ranked_kept(cosmic), ranked_kept(refusal_token)
+    out.update(n_kept_cosmic=len(ra_list), n_kept_refusal_token=len(rb_list))
     for k in TOP_K:
         out[f"top{k}_overlap"] = topk_overlap(ra_list, rb_list, k)
     return out
@@ -122,14 +124,14 @@ class Agreement:
 
     Attributes:
         table: The raw scores (one row per candidate, both methods' columns).
-        cosmic, substring: The table ranked by each method (``score``, ``reason``, ``kept``, ``chosen``).
-        metrics: See :func:`agreement_metrics`, plus ``cosmic_error``/``substring_error`` when a
+        cosmic, refusal_token: The table ranked by each method (``score``, ``reason``, ``kept``, ``chosen``).
+        metrics: See :func:`agreement_metrics`, plus ``cosmic_error``/``refusal_token_error`` when a
             method's filters left nothing.
     """
 
     table: pd.DataFrame
     cosmic: pd.DataFrame
-    substring: pd.DataFrame
+    refusal_token: pd.DataFrame
     metrics: dict
 
     def to_frame(self) -> pd.DataFrame:
@@ -140,7 +142,7 @@ class Agreement:
 
 def agreement_from_table(
     table: pd.DataFrame, n_layers: int, *, candidates: Candidates | None = None,
-    substring_variant: str = "cosmic-repo", kl_threshold: float = KL_THRESHOLD,
+    refusal_token_variant: str = "cosmic-repo", kl_threshold: float = KL_THRESHOLD,
     prune_fraction: float = PRUNE_FRACTION,
 ) -> Agreement:
     """Apply both methods' filters and rankings to one score table (no model needed)."""
@@ -148,24 +150,24 @@ def agreement_from_table(
     cos, cos_err = _ranked(cos, cosmic_filter_reasons(cos, n_layers, kl_threshold=kl_threshold,
                                                       prune_fraction=prune_fraction))
     sub = table.assign(score=-table.abl_refusal)
-    sub, sub_err = _ranked(sub, refusal_token_filter_reasons(sub, n_layers, substring_variant, kl_threshold))
+    sub, sub_err = _ranked(sub, refusal_token_filter_reasons(sub, n_layers, refusal_token_variant, kl_threshold))
     metrics = agreement_metrics(cos, sub, candidates)
-    metrics.update(cosmic_error=cos_err, substring_error=sub_err)
-    return Agreement(table=table, cosmic=cos, substring=sub, metrics=metrics)
+    metrics.update(cosmic_error=cos_err, refusal_token_error=sub_err)
+    return Agreement(table=table, cosmic=cos, refusal_token=sub, metrics=metrics)
 
 
 def score_both(
     model: ChatModel, candidates: Candidates, harmful_val: Sequence[str], harmless_val: Sequence[str],
-    eval_layers: Sequence[int], *, steering: str = "ace", substring_variant: str = "cosmic-repo",
+    eval_layers: Sequence[int], *, steering: str = "ace", refusal_token_variant: str = "cosmic-repo",
     prune_fraction: float = PRUNE_FRACTION, batch_size: int = 32, parity_inplace: bool = True,
     layers: Sequence[int] | None = None, progress: bool = True,
 ) -> tuple[pd.DataFrame, dict]:
     """Score every candidate once for both methods; returns (table, unintervened baselines)."""
     scorer = CandidateScorer(model, harmful_val, harmless_val, eval_layers, steering=steering,
                              batch_size=batch_size, parity_inplace=parity_inplace,
-                             want=("cosmic", "substring"), progress=progress)
+                             want=("cosmic", "refusal-token"), progress=progress)
     cosmic_cut = late_layer_cutoff(model.n_layers, prune_fraction)
-    sub_pruned = refusal_token_pruned(substring_variant, model.n_layers)
+    sub_pruned = refusal_token_pruned(refusal_token_variant, model.n_layers)
     # A KL pass is skipped only where BOTH methods prune; COSMIC's median rule needs read-outs at
     # every layer of positions other than -1.
     plan = ScoringPlan(pruned=lambda p, l: l >= cosmic_cut and sub_pruned(p, l),
@@ -176,7 +178,7 @@ def score_both(
 
 def selection_agreement(
     model: ChatModel, candidates: Candidates, harmful_val: Sequence[str], harmless_val: Sequence[str],
-    eval_layers: Sequence[int], steering: str = "ace", *, substring_variant: str = "cosmic-repo",
+    eval_layers: Sequence[int], steering: str = "ace", *, refusal_token_variant: str = "cosmic-repo",
     kl_threshold: float = KL_THRESHOLD, prune_fraction: float = PRUNE_FRACTION, batch_size: int = 32,
     parity_inplace: bool = True, layers: Sequence[int] | None = None, progress: bool = True,
 ) -> Agreement:
@@ -185,15 +187,16 @@ def selection_agreement(
     Args:
         model, candidates, harmful_val, harmless_val, eval_layers: As for ``select_cosmic``.
         steering: ``"ace"`` or ``"lce"`` interventions for scoring.
-        substring_variant: The baseline's candidate filters (its data filter is not applied: both
+        refusal_token_variant: The baseline's candidate filters (its data filter is not applied: both
             methods see the same prompts).
         kl_threshold, prune_fraction, batch_size, parity_inplace, layers, progress: As for the
             selections.
     """
     table, _ = score_both(model, candidates, harmful_val, harmless_val, eval_layers, steering=steering,
-                          substring_variant=substring_variant, prune_fraction=prune_fraction,
+                          refusal_token_variant=refusal_token_variant, prune_fraction=prune_fraction,
                           batch_size=batch_size, parity_inplace=parity_inplace, layers=layers, progress=progress)
-    return agreement_from_table(table, model.n_layers, candidates=candidates, substring_variant=substring_variant,
+    return agreement_from_table(table, model.n_layers, candidates=candidates,
+                                refusal_token_variant=refusal_token_variant,
                                 kl_threshold=kl_threshold, prune_fraction=prune_fraction)
 
 
@@ -206,7 +209,7 @@ def _score(ctx: StepContext) -> None:
     model, prompts = ctx.get_model(), run.prompts()
     table, baselines = score_both(
         model, run.candidates(), prompts["harmful_val"], prompts["harmless_val"], run.eval_layers(),
-        steering=c.steering, substring_variant=c.substring_variant, prune_fraction=c.prune_fraction,
+        steering=c.steering, refusal_token_variant=c.refusal_token_variant, prune_fraction=c.prune_fraction,
         batch_size=c.batch_size, parity_inplace=c.parity_inplace, layers=ctx.layers(), progress=ctx.progress)
     write_csv(ctx.path(SCORES), table)
     atomic.write_json(ctx.path(BASELINES), {**baselines, "n_layers": model.n_layers})
@@ -217,9 +220,9 @@ def _agree(ctx: StepContext) -> None:
     c = ctx.config
     ag = agreement_from_table(
         read_csv(ctx.path(SCORES)), read_json(ctx.path(BASELINES))["n_layers"], candidates=ctx.run.candidates(),
-        substring_variant=c.substring_variant, kl_threshold=c.kl_threshold, prune_fraction=c.prune_fraction)
+        refusal_token_variant=c.refusal_token_variant, kl_threshold=c.kl_threshold, prune_fraction=c.prune_fraction)
     write_csv(ctx.path(agreement_subrun("cosmic").selection_table), ag.cosmic)
-    write_csv(ctx.path(agreement_subrun("substring").selection_table), ag.substring)
+    write_csv(ctx.path(agreement_subrun("refusal_token").selection_table), ag.refusal_token)
     # An undefined correlation is null in strict JSON (NaN is not JSON).
     atomic.write_json(ctx.path(METRICS), {k: None if isinstance(v, float) and v != v else v
                                           for k, v in ag.metrics.items()})
@@ -228,7 +231,7 @@ def _agree(ctx: StepContext) -> None:
 
 def _figures(run: Run) -> dict:
     return {"agreement_scatter": plots.agreement_scatter(run.subrun("cosmic").selection_table(),
-                                                         run.subrun("substring").selection_table())}
+                                                         run.subrun("refusal_token").selection_table())}
 
 
 def agreement_steps() -> list[Step]:
@@ -243,7 +246,7 @@ def run_agreement(
     """Run (or resume) the agreement experiment into ``out``; returns the one-row metrics frame.
 
     Artifacts: ``directions/candidates.safetensors``, ``eval_layers/eval_layers.json``,
-    ``scoring/table.csv`` (raw scores), ``agreement/{cosmic,substring}_table.csv``,
+    ``scoring/table.csv`` (raw scores), ``agreement/{cosmic,refusal_token}_table.csv``,
     ``agreement/metrics.{json,csv}``, ``figures/agreement_scatter.html``, ``report.md``.
     """
     with experiment_context("agreement", config, out, model=model, progress=progress, log=log) as ctx:
@@ -262,14 +265,14 @@ def _report(run: Run, config: RunConfig) -> list[str]:
 
     rows = pd.DataFrame([
         {"quantity": "COSMIC pick (position, layer)", "value": pick("cosmic")},
-        {"quantity": f"substring pick ({config.substring_variant})", "value": pick("substring")},
+        {"quantity": f"refusal-token pick ({config.refusal_token_variant})", "value": pick("refusal_token")},
         {"quantity": "exact match", "value": m["exact_match"]},
         {"quantity": "abs(Δ layer)", "value": m["abs_delta_layer"]},
         {"quantity": "cosine of the two directions", "value": m["cosine_picks"]},
         {"quantity": f"Spearman(COSMIC score, -abl_refusal), {m['n_spearman']} scored", "value": m["spearman"]},
         {"quantity": f"Spearman over the {m['n_spearman_kept']} kept by both", "value": m["spearman_kept"]},
-        {"quantity": "candidates kept (COSMIC / substring)",
-         "value": f"{m['n_kept_cosmic']} / {m['n_kept_substring']}"},
+        {"quantity": "candidates kept (COSMIC / refusal-token)",
+         "value": f"{m['n_kept_cosmic']} / {m['n_kept_refusal_token']}"},
         *({"quantity": f"top-{k} overlap", "value": m[f"top{k}_overlap"]} for k in TOP_K),
     ])
     return [
@@ -286,3 +289,7 @@ def _report(run: Run, config: RunConfig) -> list[str]:
         "Top-k overlap: shared candidates among each method's k best kept ones, divided by "
         "min(k, kept by either). Tables: `agreement/*.csv`; figure: `figures/agreement_scatter.html`.",
     ]
+
+
+AGREEMENT = register_experiment(Experiment(
+    AGREEMENT_KIND, "COSMIC vs refusal-token selection on one score table", run_agreement))

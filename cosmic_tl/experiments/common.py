@@ -25,9 +25,9 @@ from cosmic_tl.runs.context import StepContext
 from cosmic_tl.runs.folder import RunFolder
 from cosmic_tl.runs.layout import REPORT
 from cosmic_tl.runs.reader import Run
-from cosmic_tl.runs.report import effect_lines, rate_text, refusal_flags
+from cosmic_tl.runs.report import effect_row
 from cosmic_tl.runs.steps import paper_prompts
-from cosmic_tl.stats import paired_effect
+from cosmic_tl.stats import Effect, rate_text
 
 
 def experiment_fingerprint(name: str, config: RunConfig, params: dict) -> str:
@@ -78,21 +78,13 @@ def refusal_text(run: Run, dataset: str, condition: str) -> str:
     return rate_text(int(row["count"]), int(row["n"]), float(row.refusal_rate), float(row.ci_low), float(row.ci_high))
 
 
-def refusal_effect(run: Run, dataset: str, condition: str, baseline: str, expected: str) -> dict:
-    """:func:`cosmic_tl.stats.paired_effect` of a completion set against another one of the same
-    prompts (substring judge, refusals counted as in ``metrics/refusal.csv``)."""
-    judge = SubstringJudge.name
-    return {"judge": judge, **paired_effect(dataset, condition, refusal_flags(run, dataset, baseline, judge),
-                                            refusal_flags(run, dataset, condition, judge), expected=expected)}
-
-
-def effects_table(effects: Sequence[dict], baseline: str) -> list[str]:
+def effects_table(effects: Sequence[Effect], baseline: str) -> list[str]:
     """Markdown lines: each effect's rates with count/n and Wilson interval, McNemar p and verdict."""
     return [
         f"Refusal rates (substring judge) against {baseline} on the same prompts (exact McNemar test, "
         "two-sided; significant: p < 0.05 with the expected sign):", "",
         "| prompts | condition | baseline | with condition | p | verdict |", "|---|---|---|---|---|---|",
-        *(line for e in effects for line in effect_lines(e)),
+        *(effect_row(e) for e in effects),
     ]
 
 

@@ -15,6 +15,7 @@ runs on the model itself.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,26 +25,26 @@ import torch
 from cosmic_tl import plots
 from cosmic_tl.config import RunConfig
 from cosmic_tl.experiments.common import (
-    describe_sizes, effects_table, experiment_context, markdown_table, refusal_effect, refusal_row, write_report,
+    describe_sizes, effects_table, experiment_context, markdown_table, refusal_row, write_report,
 )
+from cosmic_tl.experiments.registry import Experiment, register_experiment
+from cosmic_tl.judges import SubstringJudge
 from cosmic_tl.models import ChatModel
 from cosmic_tl.runs.context import Condition, Intervention, ModelVariant, Step, StepContext
+from cosmic_tl.runs.effects import effects
 from cosmic_tl.runs.evaluate import completions_step, figures_step, judges_step, metrics_step
-from cosmic_tl.runs.figures import run_provenance, write_explorer
-from cosmic_tl.runs.report import verdict_text
+from cosmic_tl.runs.figures import run_provenance
 from cosmic_tl.runs.files import read_csv, write_csv
+from cosmic_tl.runs.kinds import WEAK_KIND, weak_add, weakened
 from cosmic_tl.runs.layout import weak_stage
 from cosmic_tl.runs.reader import Run
 from cosmic_tl.runs.steps import candidates_step, eval_layers_step, sample_step, selection_step
 from cosmic_tl.selection import NoCandidateLeftError
+from cosmic_tl.stats import Effect
+from cosmic_tl.workflows.explorer_page import write_explorer
 
 WEAK_ALPHAS = (1.0, 2.0, 3.0)
 SWEEP = "sweep.csv"
-
-
-def weakened(natural: bool) -> tuple[Intervention, ...]:
-    """The interventions turning M into M′ (ablation of the stage-1 direction); none in natural mode."""
-    return () if natural else (Intervention(weak_stage("stage1").direction, "ablation", alpha=1.0),)
 
 
 def stage_steps(stage: str, variant: ModelVariant) -> list[Step]:
@@ -75,7 +76,7 @@ def sweep_conditions(natural: bool, alphas: Sequence[float], have_r2: bool) -> l
     out = [] if natural else [("original", "M (original)", 0.0)]
     out.append(("weak_baseline", weak, 0.0))
     if have_r2:
-        out += [(f"weak_add_{a:g}", f"{weak} + r₂ addition", float(a)) for a in alphas]
+        out += [(weak_add(a), f"{weak} + r₂ addition", float(a)) for a in alphas]
     return out
 
 
@@ -106,18 +107,18 @@ def sweep_table(run: Run, sweep: list[tuple[str, str, float]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def sweep_effects(table: pd.DataFrame, run: Run) -> list[dict]:
-    """Paired tests: M′ against M on harmful prompts (expected: less refusal), and each r₂
-    addition against the model it is added to (expected: more refusal, on both prompt sets)."""
-    effects = []
-    conditions = list(table.condition)
-    if "original" in conditions:
-        effects.append(refusal_effect(run, "harmful", "weak_baseline", "original", "decrease"))
-    for name in conditions:
-        if name.startswith("weak_add_"):
-            effects += [refusal_effect(run, dataset, name, "weak_baseline", "increase")
-                        for dataset in ("harmful", "harmless")]
-    return effects
+def read_sweep(run: Run) -> pd.DataFrame:
+    """The experiment's sweep table (:func:`sweep_table`): one row per swept model."""
+    return read_csv(run.root / SWEEP)
+
+
+def sweep_effects(run: Run) -> list[Effect]:
+    """Paired tests (substring judge) of the swept models (:func:`read_sweep`), from the stages'
+    effects: M′ against M on harmful prompts (expected: less refusal), and each r₂ addition
+    against the model it is added to (expected: more refusal, on both prompt sets)."""
+    swept = set(read_sweep(run).condition)
+    return [e for sub in run.subruns().values() for e in effects(sub)
+            if e.judge == SubstringJudge.name and e.condition in swept]
 
 
 def weak_params(alphas: Sequence[float] = WEAK_ALPHAS, natural: bool = False) -> dict:
@@ -167,16 +168,16 @@ def run_weak(
         ctx.run_steps([*(completions_step(c) for c in sets), judges_step(sets), metrics_step(sets),
                        Step("sweep", write_sweep),
                        figures_step(_figures)])
-        table = read_csv(ctx.path(SWEEP))
+        table = read_sweep(ctx.run)
         write_report(ctx, _report(ctx.run, config, table, natural))
         write_explorer(ctx.folder.root, log=log)
     return table
 
 
 def _figures(run: Run) -> dict:
-    subtitle, table = run_provenance(run), read_csv(run.root / SWEEP)
-    return {"alpha_sweep": plots.alpha_sweep_plot(table, subtitle=subtitle),
-            "effects": plots.effects_plot(sweep_effects(table, run), subtitle=subtitle)}
+    subtitle = run_provenance(run)
+    return {"alpha_sweep": plots.alpha_sweep_plot(read_sweep(run), subtitle=subtitle),
+            "effects": plots.effects_plot(sweep_effects(run), subtitle=subtitle)}
 
 
 def _pick_line(run: Run, stage: str, what: str) -> str:
@@ -211,11 +212,9 @@ def _report(run: Run, config: RunConfig, table: pd.DataFrame, natural: bool) -> 
                 table[f"{dataset}_ci_low"], table[f"{dataset}_ci_high"])]
     lines += ["", "Rows with α = 0 are the unsteered models; the others add r₂ with strength α.", "",
               *markdown_table(shown[["alpha", "label", "harmful refusal", "harmless refusal"]]), "",
-              *effects_table(sweep_effects(table, run), "the unsteered model of each comparison"), ""]
+              *effects_table(sweep_effects(run), "the unsteered model of each comparison"), ""]
     if not natural:
-        effect = sweep_effects(table, run)[0]
-        lines.append(f"Ablating r₁ (M → M′), harmful refusal {effect['baseline_rate']:.0%} → {effect['rate']:.0%} "
-                     f"(p = {effect['p_value']:.3g}): {verdict_text(effect)}.")
+        lines.append(f"Ablating r₁ (M → M′): {sweep_effects(run)[0]}")
     else:
         base = table.iloc[0]
         lines.append(
@@ -240,3 +239,18 @@ def _sweep_verdict(table: pd.DataFrame) -> str:
                 f"α in {list(steered.alpha)} on these prompts.")
     return (f"Adding r₂ raised harmful refusal from {base.harmful_refusal:.0%} to {best.harmful_refusal:.0%} "
             f"at α = {best.alpha:g}, with harmless refusal {base.harmless_refusal:.0%} → {best.harmless_refusal:.0%}.")
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--alphas", type=float, nargs="+", metavar="ALPHA",
+                        help="addition strengths of the stage-2 direction (default: 1 2 3, as the paper)")
+    parser.add_argument("--natural", action="store_true",
+                        help="no stage 1: find the direction in the model as it is (e.g. a barely aligned model)")
+
+
+def _params(args: argparse.Namespace) -> dict:
+    return {"alphas": WEAK_ALPHAS if args.alphas is None else args.alphas, "natural": args.natural}
+
+
+WEAK = register_experiment(Experiment(
+    WEAK_KIND, "weakly aligned model: find a second direction and sweep α", run_weak, _arguments, _params))

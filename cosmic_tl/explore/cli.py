@@ -20,9 +20,9 @@ Without --top-k no model is loaded (a second or two): the page shows what the ru
 chosen candidate's test completions, projections of the train class means).
 
 With --top-k K the run's model is loaded and, for each of the K best kept candidates (rank 1 is the
-chosen one, whose completions the run already has), greedy completions of --n-prompts harmful
-prompts under ablation and as many harmless ones under addition are generated, and every test
-prompt is projected onto every candidate. Cost: 2·(K−1) generations of N prompts at the run's
+chosen one, whose completions the run already has), greedy completions of --n-prompts positive
+prompts under ablation and as many negative ones under addition (refusal: harmful and harmless)
+are generated, and every test prompt is projected onto every candidate. Cost: 2·(K−1) generations of N prompts at the run's
 max_new_tokens, plus one forward pass over the test prompts. Measured with the tiny test model,
 K = 5, N = 3, 12 new tokens: 8 generations and the projections took 37 s of CPU time. Estimated
 for qwen2.5-coder-0.5b-instruct on 2 CPU cores with --preset quick (48 new tokens), K = 5, N = 3:

@@ -3,8 +3,9 @@
 No model is needed: the maps, each candidate's scores, rank and filter reason, the chosen
 candidate, the projection curves (from the saved train class means, or the test-prompt
 projections that ``cosmic-tl explore --top-k`` saved), the test completions of the chosen
-candidate (and of the top-K candidates once precomputed), the configuration and the headline
-effects. The page (``page.py``) and the notebook view (``widget.py``) both draw from this dict.
+candidate with the run's own verdicts (and the top-K candidates' once precomputed), the
+configuration, the concept and the headline effects. Every label comes from the run's concept.
+The page (``page.py``) and the notebook view (``widget.py``) both draw from this dict.
 """
 
 from __future__ import annotations
@@ -14,40 +15,61 @@ from pathlib import Path
 
 import pandas as pd
 
+from cosmic_tl.explore.judged import chosen_completions
 from cosmic_tl.explore.projections import cell_key, train_mean_projections
-from cosmic_tl.explore.source import RunPart, folder_of, run_config, run_parts
-from cosmic_tl.explore.store import load_precomputed
-from cosmic_tl.judges import SubstringJudge, degenerate_reason
+from cosmic_tl.explore.source import Part, open_source, run_parts
+from cosmic_tl.explore.store import VERSION, load_precomputed
+from cosmic_tl.runs.layout import run_concept
 from cosmic_tl.selection.result import no_effective_candidate
 from cosmic_tl.similarity import position_layer_cosine
-from cosmic_tl.stats import paired_effect
 
 FORMAT = "cosmic_tl.explorer"
-VERSION = 1
-MAX_COMPLETIONS_SHOWN = 12  # per test set: enough to read, small enough for a paper-size run's page
-# (column, map title, hover label) of every map a selection table may have; shown when present.
-SCORE_MAPS = (
-    ("s_abl", "S_abl (ablation score, harmful prompts)", "S_abl"),
-    ("s_add", "S_add (addition score, harmless prompts)", "S_add"),
-    ("score", "selection score", "score"),
-    ("kl", "KL (harmless, next token)", "KL"),
-    ("abl_refusal", "refusal-token score under ablation", "abl_refusal"),
-    ("add_refusal", "refusal-token score under addition", "add_refusal"),
-)
-COSINE_MAP = ("cos", "cos(mean harmful, mean harmless)", "cos")
-SCORE_COLUMNS = tuple(c for c, _, _ in SCORE_MAPS) + ("r_norm",)
-# One-line captions of the figures the pipeline and the experiments write (figures/<name>.html).
-CAPTIONS = {
-    "cosine_heatmap": "cos(mean harmful, mean harmless) per position × layer; evaluation layers L_low outlined",
-    "layer_cosine": "per-layer cosine of the class means at the last position; L_low marked",
-    "selection_dashboard": "every candidate's scores and KL; filtered candidates grey, the chosen one starred",
-    "refusal_harmful": "refusal rate on the harmful test prompts per category, unsteered vs ablation",
-    "refusal_harmless": "refusal rate on the harmless test prompts per category, unsteered vs addition",
-    "saturation": "refusal scores with and without the adversarial system prompt (saturation)",
-    "alpha_sweep": "harmful refusal and harmless false refusal against the addition strength α",
-    "length_curve": "refusal rate of each completion set against reply length (replies cut to k tokens); where verdicts stop changing",
-}
+SCORE_COLUMNS = ("s_abl", "s_add", "score", "kl", "abl_refusal", "add_refusal", "r_norm")
 CONFIG_SHOWN = ("model", "selection", "steering", "preset", "system", "alpha", "kl_threshold", "seed")
+
+
+def score_maps(labels: dict) -> tuple[tuple[str, str, str], ...]:
+    """(column, map title, hover label) of every map a selection table may have, in the concept's words."""
+    pos, neg = labels["positive"], labels["negative"]
+    return (
+        ("s_abl", f"S_abl (ablation score, {pos} prompts)", "S_abl"),
+        ("s_add", f"S_add (addition score, {neg} prompts)", "S_add"),
+        ("score", "selection score", "score"),
+        ("kl", f"KL ({neg} prompts, next token)", "KL"),
+        ("abl_refusal", "refusal-token score under ablation", "abl_refusal"),
+        ("add_refusal", "refusal-token score under addition", "add_refusal"),
+    )
+
+
+def figure_caption(name: str, concept: dict) -> str:
+    """One line saying what the run's figure ``figures/<name>.html`` shows, in the concept's words."""
+    labels = concept["labels"]
+    pos, neg, judged = labels["positive"], labels["negative"], labels["judged"]
+    by_key = {labels["positive_key"]: (pos, "ablation"), labels["negative_key"]: (neg, "addition")}
+    fixed = {
+        "cosine_heatmap": f"cos(mean {pos}, mean {neg}) per position × layer; evaluation layers L_low outlined",
+        "layer_cosine": "per-layer cosine of the class means at the last position; L_low marked",
+        "selection_dashboard": "every candidate's scores and KL; filtered candidates grey, the chosen one starred",
+        "score_heatmap": "the selection score of every candidate per position × layer; filtered candidates grey",
+        "effects": (f"each intervention's {judged} rate against the unsteered replies of the same prompts, "
+                    "with 95% Wilson intervals and the exact McNemar test"),
+        "length_curve": (f"{judged} rate of each completion set against reply length (replies cut to k tokens); "
+                         "where verdicts stop changing"),
+        "saturation": "refusal scores with and without the adversarial system prompt (saturation)",
+        "alpha_sweep": "harmful refusal and harmless false refusal against the addition strength α",
+        "agreement_scatter": "each candidate's COSMIC score against its refusal-token score",
+    }
+    if name in fixed:
+        return fixed[name]
+    kind, _, rest = name.partition("_")
+    if kind in ("refusal", "rate") and rest in by_key:
+        words, action = by_key[rest]
+        return f"{judged} rate on the {words} test prompts per category, unsteered vs {action}"
+    if kind == "capability":
+        return f"{rest.replace('_', ' ')} accuracy per condition: what steering costs in capability"
+    if kind == "selection":
+        return f"selection dashboard of {rest.replace('_', ' ')}"
+    return f"{name.replace('_', ' ')} (a figure this run wrote)"
 
 
 def finite(value) -> float | None:
@@ -87,57 +109,39 @@ def candidate_rows(table: pd.DataFrame) -> dict[str, dict]:
     return out
 
 
-def _maps(table: pd.DataFrame, cosine: pd.DataFrame | None, positions: list[int], layers: list[int]) -> list[dict]:
+def _maps(table: pd.DataFrame, cosine: pd.DataFrame | None, positions: list[int], layers: list[int],
+          labels: dict) -> list[dict]:
     maps = []
     if cosine is not None:
-        key, title, label = COSINE_MAP
-        maps.append({"key": key, "title": title, "label": label, "kind": "cosine",
-                     "z": _grid(cosine, "cos", positions, layers)})
-    for column, title, label in SCORE_MAPS:
+        maps.append({"key": "cos", "title": f"cos(mean {labels['positive']}, mean {labels['negative']})",
+                     "label": "cos", "kind": "cosine", "z": _grid(cosine, "cos", positions, layers)})
+    for column, title, label in score_maps(labels):
         if column in table.columns and table[column].notna().any():
             maps.append({"key": column, "title": title, "label": label, "kind": "score",
                          "z": _grid(table, column, positions, layers)})
     return maps
 
 
-def _pair_rows(part: RunPart, pair) -> tuple[list[dict], dict | None]:
-    """(prompt / baseline / steered rows, paired effect of the substring judge) of one set."""
-    base, steered = part.completions(pair.dataset, pair.baseline), part.completions(pair.dataset, pair.steered)
-    if base is None or steered is None or len(base) != len(steered):
-        return [], None
-    judge = SubstringJudge()
-    flags = {name: judge.judge([r["prompt"] for r in recs], [r["response"] for r in recs])
-             for name, recs in (("baseline", base), ("steered", steered))}
-    expected = "decrease" if pair.action == "ablation" and pair.dataset == "harmful" else "increase"
-    effect = paired_effect(pair.dataset, pair.action, flags["baseline"], flags["steered"], expected=expected)
-    rows = [{"prompt": b["prompt"], "baseline": b["response"], "steered": s["response"],
-             "baseline_degenerate": degenerate_reason(b["response"]), "steered_degenerate": degenerate_reason(s["response"])}
-            for b, s in zip(base[:MAX_COMPLETIONS_SHOWN], steered[:MAX_COMPLETIONS_SHOWN])]
-    return rows, {**effect, "judge": SubstringJudge.name}
+def _projections(part: Part, candidates, labels: dict) -> dict | None:
+    """The model-free projection curves of ``part``: its train class means onto every candidate."""
+    if candidates is None:
+        return None
+    prompts = part.whole.prompts()
+    counts = tuple(len(prompts.get(f"{labels[k]}_train", [])) for k in ("positive_key", "negative_key"))
+    return train_mean_projections(candidates, (labels["positive"], labels["negative"]), counts)
 
 
-def _chosen_completions(part: RunPart) -> tuple[list[dict], list[dict]]:
-    """The chosen candidate's completion sets (from the run's files) and their effects."""
-    sets, effects = [], []
-    for pair in part.pairs:
-        rows, effect = _pair_rows(part, pair)
-        if rows:
-            n_total = len(part.completions(pair.dataset, pair.baseline))
-            sets.append({"dataset": pair.dataset, "action": pair.action, "alpha": pair.alpha,
-                         "rows": rows, "n_total": n_total})
-            effects.append(effect)
-    return sets, effects
-
-
-def part_data(part: RunPart, precomputed: dict | None = None) -> dict:
+def part_data(part: Part, labels: dict, precomputed: dict | None = None) -> dict:
     """The explorer data of one (sub-)run.
 
     Args:
         part: The (sub-)run.
+        labels: The run concept's labels (``positive``, ``negative``, ``judged`` and the keys).
         precomputed: This part's entry of the saved precomputations (``store.py``), or None.
     """
     table, candidates = part.selection_table(), part.candidates()
     summary = part.selection_summary()
+    config = part.whole.config
     if candidates is not None:
         positions, layers = candidates.positions, list(range(candidates.n_layers))
     else:
@@ -145,24 +149,23 @@ def part_data(part: RunPart, precomputed: dict | None = None) -> dict:
         layers = list(range(int(table.layer.max()) + 1))
     cosine = part.cosine_pos_layer()
     if cosine is None and candidates is not None:
-        cosine = position_layer_cosine(candidates.mu_harmful, candidates.mu_harmless, candidates.positions)
+        cosine = position_layer_cosine(candidates.mu_pos, candidates.mu_neg, candidates.positions)
     rows = candidate_rows(table)
     chosen = next(({"position": r["position"], "layer": r["layer"]} for r in rows.values() if r["chosen"]), None)
     precomputed = precomputed or {}
-    projections = precomputed.get("projections")
-    if projections is None and candidates is not None:
-        projections = train_mean_projections(candidates)
+    projections = precomputed.get("projections") or _projections(part, candidates, labels)
     completions = dict(precomputed.get("completions", {}))
-    chosen_sets, effects = _chosen_completions(part)
+    chosen_sets, effects = chosen_completions(part)
     if chosen is not None and chosen_sets:
         completions[cell_key(chosen["position"], chosen["layer"])] = {"source": "run", "sets": chosen_sets}
     return {
-        "key": part.key, "label": part.label, "kind": part.kind,
-        "method": summary.get("method", part.config.get("selection")),
-        "steering": summary.get("steering", part.config.get("steering")),
-        "alpha": finite(part.config.get("alpha")),
+        "key": part.key, "label": part.label, "kind": part.whole.kind, "labels": labels,
+        "method": summary.get("method", config.get("selection")),
+        "steering": summary.get("steering", config.get("steering")),
+        "alpha": finite(config.get("alpha")),
         "positions": positions, "layers": layers, "eval_layers": part.eval_layers(),
-        "maps": _maps(table, cosine, positions, layers),
+        "n_layers": candidates.n_layers if candidates is not None else None,
+        "maps": _maps(table, cosine, positions, layers, labels),
         "candidates": rows, "chosen": chosen, "selection_error": summary.get("error"),
         "no_effective_candidate": no_effective_candidate(summary),
         "n_candidates": len(rows), "n_kept": sum(r["kept"] for r in rows.values()),
@@ -172,39 +175,33 @@ def part_data(part: RunPart, precomputed: dict | None = None) -> dict:
     }
 
 
-def figure_links(root: Path) -> list[dict]:
-    """Every figure of the run (``figures/*.html``) with its relative link and a one-line caption."""
-    links = []
-    for path in sorted((root / "figures").glob("*.html")):
-        name = path.stem
-        caption = CAPTIONS.get(name)
-        if caption is None and name.startswith("selection_"):
-            caption = f"selection dashboard of {name.removeprefix('selection_').replace('_', ' ')}"
-        links.append({"name": name, "href": f"figures/{path.name}",
-                      "caption": caption or f"interactive figure {name.replace('_', ' ')}"})
-    return links
+def figure_links(run, concept: dict) -> list[dict]:
+    """Every interactive figure of the run with its relative link and a one-line caption."""
+    return [{"name": p.stem, "href": f"figures/{p.name}", "caption": figure_caption(p.stem, concept)}
+            for p in run.figure_paths() if p.suffix == ".html"]
 
 
 def build_explorer_data(run) -> dict:
     """All the explorer shows of a run or experiment folder, as one JSON-able dict.
 
     Args:
-        run: The folder (a path) or a run reader object with a ``root``.
+        run: The folder (a path) or a :class:`~cosmic_tl.runs.reader.Run`.
 
     Raises:
         ExplorerInputError: not a finished run or experiment folder.
     """
-    root = folder_of(run)
-    kind, config, _ = run_config(root)
-    saved = load_precomputed(root)
-    parts = [part_data(p, saved.get("parts", {}).get(p.key)) for p in run_parts(root)]
-    sizes = config.get("resolved_sizes", {})
+    whole = open_source(run)
+    config, concept = whole.config, run_concept(whole)
+    saved = load_precomputed(whole)
+    parts = [part_data(p, concept["labels"], saved.get("parts", {}).get(p.key)) for p in run_parts(whole)]
     return {
-        "format": FORMAT, "version": VERSION, "kind": kind, "folder": root.name,
-        "title": f"cosmic_tl explorer: {Path(str(config.get('model', '?'))).name} ({kind})",
+        "format": FORMAT, "version": VERSION, "kind": whole.kind, "folder": str(whole.root),
+        "title": f"cosmic_tl explorer: {Path(str(config.get('model', '?'))).name} ({whole.kind})",
+        "concept": {"name": concept["name"], "labels": concept["labels"], "judge": concept["judge"],
+                    "ablation_effect": concept["ablation_effect"], "addition_effect": concept["addition_effect"]},
         "config": {k: config.get(k) for k in CONFIG_SHOWN if k in config},
-        "sizes": sizes,
+        "sizes": config.get("resolved_sizes", {}),
         "precomputed": {k: saved[k] for k in ("top_k", "n_prompts", "max_new_tokens") if k in saved},
-        "figures": figure_links(root),
+        "figures": figure_links(whole, concept),
         "parts": parts,
     }

@@ -28,8 +28,9 @@ class Intervention:
     action: str
     alpha: float = 1.0
 
-    def hooks(self, direction: Direction, n_layers: int) -> list:
-        return steering_hooks(direction, self.steering, self.action, n_layers, alpha=self.alpha)
+    def hooks(self, direction: Direction, model) -> list:
+        # The model, not only its depth: rules such as norm_preserving build their hooks from its weights.
+        return steering_hooks(direction, self.steering, self.action, model.n_layers, alpha=self.alpha, model=model)
 
     def describe(self) -> str:
         alpha = f", α = {self.alpha:g}" if self.action == "addition" else ""
@@ -45,7 +46,7 @@ def live_completions(
         raise ValueError("The prompt is empty: type an instruction in the prompt box.")
     kw = dict(max_new_tokens=max_new_tokens, progress=False)
     unsteered = generate_completions(model, [prompt], fwd_hooks=list(base_hooks), **kw)[0]
-    hooks = list(base_hooks) + intervention.hooks(direction, model.n_layers)
+    hooks = list(base_hooks) + intervention.hooks(direction, model)
     return unsteered, generate_completions(model, [prompt], fwd_hooks=hooks, **kw)[0]
 
 
@@ -59,7 +60,7 @@ def token_views(
         the hooks at the block input where the direction was found.
     """
     ids = model.tokenize([prompt]).input_ids[0]
-    steered = list(base_hooks) + intervention.hooks(direction, model.n_layers)
+    steered = list(base_hooks) + intervention.hooks(direction, model)
     return {
         "unsteered": token_projections(model, ids, direction.vector, direction.layer, fwd_hooks=list(base_hooks)),
         f"steered ({intervention.describe()})": token_projections(

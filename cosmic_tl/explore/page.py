@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import html
 import json
+import shlex
 from importlib import resources
 from pathlib import Path
 
 from cosmic_tl import atomic
 from cosmic_tl.explore.data import build_explorer_data
 from cosmic_tl.explore.maps import map_figures
-from cosmic_tl.explore.source import folder_of
+from cosmic_tl.explore.source import open_source
 from cosmic_tl.selection.result import NO_EFFECT_NOTICE
 
 PAGE_NAME = "explorer.html"
@@ -41,6 +42,16 @@ def _script_json(obj) -> str:
     return json.dumps(obj, allow_nan=False, separators=(",", ":")).replace("<", "\\u003c")
 
 
+def _concept_html(concept: dict) -> str:
+    labels, judge = concept["labels"], concept["judge"]
+    return (f'<div class="concept"><b>concept</b> {html.escape(concept["name"])}: {html.escape(labels["positive"])} '
+            f'(<code>{html.escape(labels["positive_key"])}</code>) against {html.escape(labels["negative"])} '
+            f'(<code>{html.escape(labels["negative_key"])}</code>); judged: {html.escape(labels["judged"])}, by '
+            f'<code>{html.escape(judge["name"])}</code> ({html.escape(judge.get("description", ""))}); expected: '
+            f'ablation {html.escape(concept["ablation_effect"])}s it, addition {html.escape(concept["addition_effect"])}s it.'
+            "</div>")
+
+
 def _config_html(data: dict) -> str:
     items = [f"<span><b>{html.escape(k)}</b> {html.escape(str(v))}</span>" for k, v in data["config"].items()]
     sizes = data["sizes"]
@@ -49,13 +60,18 @@ def _config_html(data: dict) -> str:
             f"<span><b>sizes</b> train {sizes.get('n_train')}+{sizes.get('n_train')}, val {sizes.get('n_val')}+"
             f"{sizes.get('n_val')}, test {sizes.get('n_test')}+{sizes.get('n_test')}, {sizes.get('max_new_tokens')} "
             f"new tokens, every {sizes.get('layer_stride')} layer(s) scored</span>")
-    return f'<div class="config">{"".join(items)}</div>'
+    return f'<div class="config">{"".join(items)}</div>{_concept_html(data["concept"])}'
 
 
-def _effect_line(effect: dict) -> str:
-    low, high = effect["ci_low"], effect["ci_high"]
-    return (f"{html.escape(effect['verdict'])} Steered rate 95% Wilson CI [{low:.2f}, {high:.2f}]; "
-            f"judge: {html.escape(effect['judge'])}.")
+def effect_text(effect: dict, labels: dict) -> str:
+    """One effect in words: prompts, intervention, counts before and after, interval, p and verdict."""
+    names = {labels["positive_key"]: labels["positive"], labels["negative_key"]: labels["negative"]}
+    prompts = names.get(effect["dataset"], effect["dataset"])
+    n = effect["n"]
+    return (f"{prompts} test prompts, {effect['condition']}: {labels['judged']} {effect['baseline_count']}/{n} "
+            f"unsteered → {effect['count']}/{n} steered (95% Wilson CI [{effect['ci_low']:.2f}, "
+            f"{effect['ci_high']:.2f}]), McNemar p = {effect['p_value']:.3g}: {effect['verdict']} "
+            f"(judge {effect['judge']}).")
 
 
 def _part_summary_html(part: dict) -> str:
@@ -65,8 +81,8 @@ def _part_summary_html(part: dict) -> str:
     if part.get("no_effective_candidate"):
         pick = f'<b style="color:#b00000">{html.escape(NO_EFFECT_NOTICE)}</b><br>{pick} (a tie)'
     dropped = ", ".join(f"{html.escape(k)}: {v}" for k, v in part["dropped"].items()) or "none"
-    effects = "".join(f'<li class="{"significant" if e["significant"] else ""}">{_effect_line(e)}</li>'
-                      for e in part["effects"])
+    effects = "".join(f'<li class="{"significant" if e["significant"] else ""}">'
+                      f'{html.escape(effect_text(e, part["labels"]))}</li>' for e in part["effects"])
     return (f"<h3>{html.escape(part['label'])}</h3><div class=\"muted\">{pick}; L_low = {part['eval_layers']}; "
             f"{part['n_kept']} of {part['n_candidates']} candidates kept (dropped: {dropped})</div>"
             f'<ul class="effects">{effects}</ul>')
@@ -87,8 +103,8 @@ def render_page(data: dict) -> str:
     precomputed = data["precomputed"]
     extra = (f"top {precomputed['top_k']} candidates' completions precomputed ({precomputed['n_prompts']} prompts "
              "per set) and test-prompt projections" if precomputed else
-             "projections from the train class means; run `cosmic-tl explore RUN_DIR --top-k 5` to add the top "
-             "candidates' completions and test-prompt projections")
+             f"projections from the train class means; run `cosmic-tl explore {shlex.quote(data['folder'])} --top-k 5` "
+             "to add the top candidates' completions and test-prompt projections")
     title = html.escape(data["title"])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -119,7 +135,7 @@ def write_explorer_page(run) -> Path:
     """Write (or rewrite) ``explorer.html`` in the run folder from what the folder holds.
 
     Args:
-        run: The run or experiment folder (a path) or a run reader object with a ``root``.
+        run: The run or experiment folder (a path) or a :class:`~cosmic_tl.runs.reader.Run`.
 
     Returns:
         The page's path.
@@ -127,5 +143,5 @@ def write_explorer_page(run) -> Path:
     Raises:
         ExplorerInputError: not a finished run or experiment folder.
     """
-    root = folder_of(run)
-    return atomic.write_text(root / PAGE_NAME, render_page(build_explorer_data(root)))
+    whole = open_source(run)
+    return atomic.write_text(whole.root / PAGE_NAME, render_page(build_explorer_data(whole)))

@@ -1,8 +1,9 @@
-"""How far harmful and harmless activations lie along each candidate's r̂, layer by layer.
+"""How far positive and negative activations lie along each candidate's r̂, layer by layer.
 
 For the candidate r[p, L] (position p, layer L) the curve is ⟨x[p, ℓ], r̂[p, L]⟩ for every layer ℓ,
-x the residual stream entering block ℓ at position p, for harmful and harmless prompts. Two
-sources, labelled as such wherever they are shown:
+x the residual stream entering block ℓ at position p, for the positive and the negative prompts
+(refusal: harmful and harmless; the curves are keyed ``"positive"`` / ``"negative"`` and the
+label names them in the concept's words). Two sources, labelled as such wherever they are shown:
 
 - :func:`train_mean_projections` needs no model: it projects the saved class means of the *train*
   prompts. The projection is linear, so this is exactly the mean over train prompts of each
@@ -48,7 +49,7 @@ def _as_curves(
     candidates: Candidates,
     has_direction: Tensor,
 ) -> dict:
-    """``{"pos,layer": {"harmful": {"mean": [...], "std": [...] | None}, "harmless": ...} | None}``."""
+    """``{"pos,layer": {"positive": {"mean": [...], "std": [...] | None}, "negative": ...} | None}``."""
     curves = {}
     for i, position in enumerate(candidates.positions):
         for layer in range(candidates.n_layers):
@@ -63,24 +64,27 @@ def _as_curves(
     return curves
 
 
-def train_mean_projections(candidates: Candidates) -> dict:
+def train_mean_projections(candidates: Candidates, names: tuple[str, str], counts: tuple[int, int]) -> dict:
     """Projections of the train class means onto every candidate's r̂, across layers (no model).
 
+    Args:
+        candidates: The candidates and their train class means.
+        names: The positive and negative prompts in words, for the label (``("harmful", "harmless")``).
+        counts: How many positive and negative train prompts the means are over.
+
     Returns:
-        ``{"source": "train_means", "label", "layers", "n_harmful", "n_harmless", "curves"}`` where
-        ``curves["pos,layer"][cls]["mean"][ℓ]`` = ⟨mean_cls[p, ℓ], r̂[p, L]⟩ and ``std`` is None;
-        a candidate with a zero r maps to None.
+        ``{"source": "train_means", "label", "layers", "curves"}`` where
+        ``curves["pos,layer"]["positive"]["mean"][ℓ]`` = ⟨mean_pos[p, ℓ], r̂[p, L]⟩ and ``std`` is
+        None; a candidate with a zero r maps to None.
     """
     units, has_direction = _units(candidates)
     means = {cls: torch.einsum("ild,iLd->iLl", mu, units)
-             for cls, mu in (("harmful", candidates.mu_harmful), ("harmless", candidates.mu_harmless))}
+             for cls, mu in (("positive", candidates.mu_pos), ("negative", candidates.mu_neg))}
     return {
         "source": "train_means",
-        "label": (f"mean over the {candidates.n_harmful} harmful / {candidates.n_harmless} harmless train "
-                  "prompts (from the saved class means; no spread)"),
+        "label": (f"mean over the {counts[0]} {names[0]} / {counts[1]} {names[1]} train prompts (from the saved "
+                  "class means; no spread)"),
         "layers": list(range(candidates.n_layers)),
-        "n_harmful": candidates.n_harmful,
-        "n_harmless": candidates.n_harmless,
         "curves": _as_curves(means, None, candidates, has_direction),
     }
 
@@ -118,9 +122,10 @@ def _projection_moments(
 def prompt_projections(
     model,
     candidates: Candidates,
-    harmful: Sequence[str],
-    harmless: Sequence[str],
+    positive: Sequence[str],
+    negative: Sequence[str],
     *,
+    names: tuple[str, str] = ("positive", "negative"),
     split: str = "test",
     fwd_hooks: Sequence = (),
     batch_size: int = 16,
@@ -131,7 +136,8 @@ def prompt_projections(
     Args:
         model: The run's chat model.
         candidates: The run's candidates (their model must be ``model``).
-        harmful, harmless: Instructions, normally the test prompts.
+        positive, negative: Instructions, normally the test prompts.
+        names: The two prompt sets in words, for the label (``("harmful", "harmless")``).
         split: Which split they are, for the label (``"test"``).
         fwd_hooks: Hooks under which the candidates were read (the weak experiment's M′).
         batch_size: Prompts per forward pass.
@@ -141,8 +147,8 @@ def prompt_projections(
         As :func:`train_mean_projections`, with ``"source": "<split>_prompts"`` and the standard
         deviation over prompts in ``std``.
     """
-    if not harmful or not harmless:
-        raise ValueError(f"prompt_projections needs at least one harmful and one harmless {split} prompt.")
+    if not positive or not negative:
+        raise ValueError(f"prompt_projections needs at least one positive and one negative {split} prompt.")
     if (candidates.n_layers, candidates.d_model) != (model.n_layers, model.d_model):
         raise ValueError(
             f"The candidates are {candidates.n_layers} layers × {candidates.d_model} wide but the model is "
@@ -150,14 +156,12 @@ def prompt_projections(
         )
     units, has_direction = _units(candidates)
     means, stds = {}, {}
-    for cls, prompts in (("harmful", harmful), ("harmless", harmless)):
+    for cls, name, prompts in (("positive", names[0], positive), ("negative", names[1], negative)):
         means[cls], stds[cls] = _projection_moments(
-            model, prompts, units, list(fwd_hooks), batch_size, progress, f"projections ({cls} {split})")
+            model, prompts, units, list(fwd_hooks), batch_size, progress, f"projections ({name} {split})")
     return {
         "source": f"{split}_prompts",
-        "label": f"mean ± 1 std over the {len(harmful)} harmful / {len(harmless)} harmless {split} prompts",
+        "label": f"mean ± 1 std over the {len(positive)} {names[0]} / {len(negative)} {names[1]} {split} prompts",
         "layers": list(range(candidates.n_layers)),
-        "n_harmful": len(harmful),
-        "n_harmless": len(harmless),
         "curves": _as_curves(means, stds, candidates, has_direction),
     }

@@ -15,15 +15,22 @@ import plotly.graph_objects as go
 from IPython.display import HTML
 
 from cosmic_tl.explore.data import build_explorer_data
-from cosmic_tl.explore.maps import SELECTED_TRACE, map_figure, projection_figure, status_line
+from cosmic_tl.explore.maps import CELLS_TRACE, SELECTED_TRACE, map_figure, projection_figure, status_line
 from cosmic_tl.explore.projections import cell_key
-from cosmic_tl.explore.source import ExplorerInputError, RunPart, folder_of, run_parts
 from cosmic_tl.explore.live import Intervention, live_completions, token_views
+from cosmic_tl.explore.source import ExplorerInputError, Part, open_source, run_parts
+from cosmic_tl.steering import ACTIONS, steering_names
 from cosmic_tl.tokenviz import projection_view, side_by_side
 
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4g}"
+
+
+def _reply(text: str, counted: bool | None, judged: str) -> str:
+    """A reply cell, marked where the run's judge counted it."""
+    mark = f"<b>✔ {judged}</b><br>" if counted else ""
+    return f"<td>{mark}{html.escape(text)}</td>"
 
 
 class Explorer:
@@ -33,7 +40,7 @@ class Explorer:
         selected: The selected cell, ``{"position", "layer"}``.
         maps: One ``FigureWidget`` per map (cosine, S_abl, S_add, score, KL, ...).
         scores: HTML panel of the selected candidate's scores, rank and filter reason.
-        projection: ``FigureWidget`` of the harmful / harmless projections onto its r̂.
+        projection: ``FigureWidget`` of the positive / negative projections onto its r̂.
         completions: HTML of its saved completions (unsteered beside steered).
         tokens: circuitsvis token view (with a model).
         live: The live steering panel (with a model), else None.
@@ -43,21 +50,21 @@ class Explorer:
     """
 
     def __init__(self, run, model=None, part: str | None = None):
-        self.data = build_explorer_data(run)
+        source = open_source(run)
+        self.data = build_explorer_data(source)
+        self.labels = self.data["concept"]["labels"]
         keys = [p["key"] for p in self.data["parts"]]
         if part is not None and part not in keys:
             raise ExplorerInputError(f"part {part!r} is not in this folder; it has {keys}.")
         key = part or keys[0]
         self.part = next(p for p in self.data["parts"] if p["key"] == key)
-        self.run_part: RunPart = next(p for p in run_parts(folder_of(run)) if p.key == key)
+        self.run_part: Part = next(p for p in run_parts(source) if p.key == key)
         self.model = model
         self._candidates = self.run_part.candidates() if model is not None else None
         self.selected = self.part["chosen"] or {"position": self.part["positions"][-1], "layer": self.part["layers"][0]}
         self.maps = [go.FigureWidget(map_figure(self.part, m, self.selected)) for m in self.part["maps"]]
         for fig in self.maps:
-            for trace in fig.data:
-                if trace.type == "heatmap":
-                    trace.on_click(self._on_click)
+            next(t for t in fig.data if t.name == CELLS_TRACE).on_click(self._on_click)
         self.scores = widgets.HTML()
         self.projection = go.FigureWidget(projection_figure(self.part, **self.selected))
         self.completions = widgets.HTML()
@@ -81,9 +88,13 @@ class Explorer:
             rows.append(widgets.HTML("<i>Pass model= to see token views and steer prompts live.</i>"))
         return widgets.VBox(rows)
 
+    def test_prompts(self, dataset: str | None = None) -> list[str]:
+        """The run's test instructions of ``dataset`` (a prompt key; default: the concept's positive key)."""
+        return self.run_part.test_prompts(dataset or self.labels["positive_key"])
+
     def _token_controls(self) -> widgets.Widget:
-        prompts = [("harmful: " + p[:70], p) for p in self.run_part.test_prompts("harmful")]
-        prompts += [("harmless: " + p[:70], p) for p in self.run_part.test_prompts("harmless")]
+        prompts = [(f"{self.labels[side]}: {p[:70]}", p) for side in ("positive", "negative")
+                   for p in self.test_prompts(self.labels[f"{side}_key"])]
         self.token_prompt = widgets.Dropdown(options=prompts, description="token view", layout={"width": "700px"})
         self.token_prompt.observe(lambda _: self._update_tokens(), names="value")
         return self.token_prompt
@@ -132,12 +143,17 @@ class Explorer:
         entry = self.part["completions"].get(cell_key(self.selected["position"], self.selected["layer"]))
         if entry is None:
             return "<i>No completions saved for this candidate (`cosmic-tl explore RUN_DIR --top-k K` adds them).</i>"
+        names = {self.labels["positive_key"]: self.labels["positive"], self.labels["negative_key"]: self.labels["negative"]}
+        judged = html.escape(self.labels["judged"])
         out = []
         for s in entry["sets"]:
-            cells = "".join(f"<tr><td>{html.escape(r['prompt'])}</td><td>{html.escape(r['baseline'])}</td>"
-                            f"<td>{html.escape(r['steered'])}</td></tr>" for r in s["rows"])
-            out.append(f"<h4>{s['dataset']} test prompts: unsteered vs {s['action']}</h4><table><tr><th>prompt</th>"
-                       f"<th>unsteered</th><th>{s['action']}</th></tr>{cells}</table>")
+            cells = "".join(f"<tr><td>{html.escape(r['prompt'])}</td>{_reply(r['baseline'], r.get('baseline_counted'), judged)}"
+                            f"{_reply(r['steered'], r.get('steered_counted'), judged)}</tr>" for r in s["rows"])
+            note = (f"<i>✔ {judged}: counted as {judged} by the run's judge {html.escape(s['judge'])}.</i>"
+                    if s.get("judge") else "")
+            out.append(f"<h4>{html.escape(names.get(s['dataset'], s['dataset']))} test prompts: unsteered vs "
+                       f"{s['action']}</h4>{note}<table><tr><th>prompt</th><th>unsteered</th><th>{s['action']}</th></tr>"
+                       f"{cells}</table>")
         return "".join(out)
 
     def _update_tokens(self) -> None:
@@ -145,7 +161,7 @@ class Explorer:
             self.token_values = {}
             self.tokens.outputs = ()
             return
-        base = self.run_part.model_hooks(self.model) if self.run_part.model_hooks else []
+        base = self.run_part.model_hooks(self.model)
         self.token_values = token_views(self.model, self.direction(), self.token_prompt.value,
                                         self.live.intervention(), base)
         # One colour scale for both views, so the steered prompt's colours compare with the unsteered.
@@ -167,11 +183,13 @@ class _LivePanel:
     def __init__(self, explorer: Explorer):
         self.explorer = explorer
         alpha = explorer.part["alpha"] if explorer.part["alpha"] is not None else 1.0
-        self.prompt = widgets.Textarea(value=explorer.run_part.test_prompts("harmful")[0], description="prompt",
+        self.prompt = widgets.Textarea(value=explorer.test_prompts()[0], description="prompt",
                                        layout={"width": "700px", "height": "60px"})
-        self.steering = widgets.ToggleButtons(options=["ace", "lce"], value=explorer.part["steering"] or "ace",
-                                              description="rule")
-        self.action = widgets.ToggleButtons(options=["ablation", "addition"], description="action")
+        # Every registered steering rule gets a button; the run's own rule is selected.
+        names = list(steering_names())
+        steering = explorer.part["steering"] if explorer.part["steering"] in names else names[0]
+        self.steering = widgets.ToggleButtons(options=names, value=steering, description="rule")
+        self.action = widgets.ToggleButtons(options=list(ACTIONS), description="action")
         self.alpha = widgets.FloatSlider(value=alpha, min=-1.0, max=4.0, step=0.1, description="α")
         self.button = widgets.Button(description="generate", button_style="primary")
         self.output = widgets.HTML()
@@ -188,7 +206,7 @@ class _LivePanel:
     def run(self) -> tuple[str, str]:
         """Generate for the prompt box with the selected candidate; returns (unsteered, steered)."""
         e = self.explorer
-        base = e.run_part.model_hooks(e.model) if e.run_part.model_hooks else []
+        base = e.run_part.model_hooks(e.model)
         self.result = live_completions(e.model, e.direction(), self.prompt.value, self.intervention(), base)
         where = f"candidate ({e.selected['position']}, {e.selected['layer']}), {self.intervention().describe()}"
         self.output.value = (f"<table><tr><th>unsteered</th><th>{html.escape(where)}</th></tr><tr>"
@@ -200,7 +218,7 @@ def explore(run, model=None, part: str | None = None) -> Explorer:
     """The linked explorer of a run folder, for a notebook (display the returned object).
 
     Args:
-        run: The run or experiment folder (a path) or a run reader object with a ``root``.
+        run: The run or experiment folder (a path) or a :class:`~cosmic_tl.runs.reader.Run`.
         model: The run's model; adds token views and the live steering panel.
         part: Which selection of an experiment folder (e.g. ``"stage2"``); default the first.
     """

@@ -114,18 +114,20 @@ def position_axis(positions: Sequence[int], labels: Mapping[int, str] | None) ->
             "range": [min(positions) - 0.5, max(positions) + 0.5], "autorange": False}
 
 
-def layer_axis(layers: Sequence[int], extra: Sequence[float] = ()) -> dict:
-    """X axis of a block-input heatmap: ticks only at the layers present (the scored ones).
+def layer_axis(layers: Sequence[int], extra: Sequence[float] = (),
+               named: Mapping[int, str] | None = None) -> dict:
+    """X axis of a block-input heatmap: ticks at the layers present (the scored ones).
 
-    ``extra`` are further x positions that must stay visible (L_low drawn at ℓ = j + 1 can lie
-    one past the last candidate layer).
+    ``extra`` are further x positions that must stay visible (an L_low outline at ℓ = j + 1 past
+    the last candidate layer); ``named`` are further columns ticked by name (the final norm).
     """
     layers = sorted(layers)
     first = (layers[1] - layers[0]) / 2 if len(layers) > 1 else 0.5
     last = (layers[-1] - layers[-2]) / 2 if len(layers) > 1 else 0.5
-    high = max([layers[-1] + last, *[x + 0.5 for x in extra]])
-    return {"title_text": BLOCK_INPUT_AXIS, "tickmode": "array", "tickvals": layers,
-            "range": [layers[0] - first, high], "autorange": False}
+    ticks = {**{ell: str(ell) for ell in layers}, **(named or {})}
+    high = max([layers[-1] + last, *[x + 0.5 for x in [*extra, *ticks]]])
+    return {"title_text": BLOCK_INPUT_AXIS, "tickmode": "array", "tickvals": list(ticks),
+            "ticktext": list(ticks.values()), "range": [layers[0] - first, high], "autorange": False}
 
 
 def wilson_error_bars(table: pd.DataFrame, rate: str) -> tuple[pd.DataFrame, dict]:

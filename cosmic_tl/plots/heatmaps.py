@@ -1,8 +1,9 @@
 """Heatmaps over candidate directions: block input ℓ on x, token position on y (−1 on top).
 
-Every builder takes optional ``eval_layers`` (L_low as block outputs j, drawn at ℓ = j + 1),
-``position_labels`` (position → template token, see :func:`template_position_labels`) and a
-provenance ``subtitle``.
+Every builder takes optional ``eval_layers`` (L_low as block outputs j, drawn at ℓ = j + 1 and
+the final-norm output in a column of its own, see :mod:`cosmic_tl.plots.eval_layers`) with the
+model's ``n_layers``, ``position_labels`` (position → template token, see
+:func:`template_position_labels`) and a provenance ``subtitle``.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ from cosmic_tl.plots.common import (
     HIGHLIGHT, LEGEND_BELOW, PlotInputError, finite_range, layer_axis, no_data_figure, position_axis,
     position_text, require_columns, set_title,
 )
+from cosmic_tl.plots.eval_layers import (
+    eval_layer_inputs, eval_layer_legend, final_norm_tick, mark_eval_layers, resolve_n_layers,
+)
 
 COSMIC_METRICS = ("s_abl", "s_add", "score", "kl")
-SUBSTRING_METRICS = ("abl_refusal", "add_refusal", "score", "kl")
+REFUSAL_TOKEN_METRICS = ("abl_refusal", "add_refusal", "score", "kl")
 _SCORE_COLUMNS = ("s_abl", "s_add", "abl_refusal", "add_refusal", "kl", "score")
 # Panels on one scale: both cosine scores, or both refusal log-odds.
 _COMPARED = (("s_abl", "s_add"), ("abl_refusal", "add_refusal"))
@@ -40,29 +44,20 @@ def _grid(df: pd.DataFrame, column: str) -> tuple[list[int], list[int], np.ndarr
     return [int(p) for p in table.index], [int(l) for l in table.columns], table.to_numpy(dtype=object)
 
 
-def eval_layer_inputs(eval_layers: Sequence[int] | None) -> list[int]:
-    """L_low (block outputs j) as block inputs ℓ = j + 1, where they sit on a candidate axis."""
-    return sorted({int(j) + 1 for j in eval_layers or ()})
+def _mark_eval_layers(fig: go.Figure, eval_layers, n_layers: int, row=None, col=None, legend=True) -> None:
+    """The outlines, and (once per figure) the legend entry that names them."""
+    mark_eval_layers(fig, eval_layers, n_layers, row=row, col=col)
+    for trace in eval_layer_legend(eval_layers, n_layers) if legend else []:
+        fig.add_trace(trace, row=row, col=col)
 
 
-def _mark_eval_layers(fig: go.Figure, eval_layers: Sequence[int] | None, row=None, col=None) -> None:
-    for ell in eval_layer_inputs(eval_layers):
-        fig.add_vrect(x0=ell - 0.5, x1=ell + 0.5, line={"color": HIGHLIGHT, "width": 2}, row=row, col=col)
-
-
-def _eval_layer_note(fig: go.Figure, eval_layers: Sequence[int] | None, y: float) -> None:
-    """One note under the plot (beside the legend) says what the outlines are; labels on the
-    boxes themselves collide when two evaluation layers are adjacent."""
+def _style_axes(fig: go.Figure, positions, layers, eval_layers, n_layers, position_labels, row=None,
+                col=None) -> None:
     if eval_layers:
-        js = ", ".join(str(j) for j in sorted(set(eval_layers)))
-        fig.add_annotation(text=f"red outline: L_low = block outputs j = {js}, drawn at block input ℓ = j + 1 "
-                                "(the last read-out is the final-norm output)",
-                           xref="paper", yref="paper", x=1.0, xanchor="right", y=y, yanchor="top",
-                           showarrow=False, font={"size": 11, "color": HIGHLIGHT})
-
-
-def _style_axes(fig: go.Figure, positions, layers, eval_layers, position_labels, row=None, col=None) -> None:
-    fig.update_xaxes(layer_axis(layers, eval_layer_inputs(eval_layers)), row=row, col=col)
+        axis = layer_axis(layers, eval_layer_inputs(eval_layers, n_layers), final_norm_tick(eval_layers, n_layers))
+    else:
+        axis = layer_axis(layers)
+    fig.update_xaxes(axis, row=row, col=col)
     fig.update_yaxes(position_axis(positions, position_labels), row=row, col=col)
 
 
@@ -70,6 +65,7 @@ def cosine_heatmap(
     df_pos_layer: pd.DataFrame,
     eval_layers: Sequence[int] | None = None,
     *,
+    n_layers: int | None = None,
     position_labels: Mapping[int, str] | None = None,
     subtitle: str | None = None,
 ) -> go.Figure:
@@ -77,12 +73,14 @@ def cosine_heatmap(
 
     Args:
         df_pos_layer: Columns ``position`` (negative int), ``layer`` (block input ℓ), ``cos``.
-        eval_layers: L_low as block outputs j; outlined at block input ℓ = j + 1.
+        eval_layers: L_low as block outputs j; outlined at block input ℓ = j + 1, the final-norm
+            output (j = n_layers − 1) in a column of its own.
+        n_layers: The model's layer count; default: the table's, which holds every block input.
         position_labels: Position → template token, for the y ticks.
         subtitle: Provenance line (see :func:`provenance`).
     """
     return _value_heatmap(df_pos_layer, "cos", "Harmful vs harmless mean activation cosine (block inputs)",
-                          "cos", ".4f", eval_layers, position_labels, subtitle)
+                          "cos", ".4f", (eval_layers, n_layers), position_labels, subtitle)
 
 
 def candidate_norm_heatmap(
@@ -107,12 +105,13 @@ def candidate_norm_heatmap(
     df = pd.DataFrame([{"position": int(p), "layer": layer, "norm": float(norms[i, layer])}
                        for i, p in enumerate(positions) for layer in range(r.shape[1])])
     return _value_heatmap(df, "norm", "‖r[position, ℓ]‖ of every candidate direction", "‖r‖", ".3f",
-                          None, position_labels, subtitle, zmin=0.0)
+                          (None, None), position_labels, subtitle, zmin=0.0)
 
 
 def _value_heatmap(df: pd.DataFrame, column: str, title: str, colorbar: str, number: str,
-                   eval_layers, position_labels, subtitle, zmin: float | None = None) -> go.Figure:
-    """One value per (position, block input ℓ); ``zmin`` pins the low end of the colour scale."""
+                   low, position_labels, subtitle, zmin: float | None = None) -> go.Figure:
+    """One value per (position, block input ℓ), every block input present; ``low`` is (eval_layers,
+    n_layers); ``zmin`` pins the low end of the colour scale."""
     require_columns(df, ("position", "layer", column), title)
     if df.empty:
         return no_data_figure(title, subtitle)
@@ -123,9 +122,11 @@ def _value_heatmap(df: pd.DataFrame, column: str, title: str, colorbar: str, num
         zmin=zmin, customdata=[[t] * len(layers) for t in ticks],
         hovertemplate=f"position %{{customdata}}<br>block input ℓ = %{{x}}<br>{colorbar} %{{z:{number}}}<extra></extra>",
     ))
-    _mark_eval_layers(fig, eval_layers)
-    _eval_layer_note(fig, eval_layers, LEGEND_BELOW["y"])
-    _style_axes(fig, positions, layers, eval_layers, position_labels)
+    eval_layers = low[0]
+    n_layers = resolve_n_layers(eval_layers, low[1], layers, complete=True)
+    _mark_eval_layers(fig, eval_layers, n_layers)
+    _style_axes(fig, positions, layers, eval_layers, n_layers, position_labels)
+    fig.update_layout(legend=LEGEND_BELOW, showlegend=bool(eval_layers))
     return set_title(fig, title, subtitle)
 
 
@@ -215,6 +216,7 @@ def score_heatmaps(
     metric: str,
     *,
     eval_layers: Sequence[int] | None = None,
+    n_layers: int | None = None,
     position_labels: Mapping[int, str] | None = None,
     zrange: tuple[float, float] | None = None,
     subtitle: str | None = None,
@@ -223,10 +225,13 @@ def score_heatmaps(
 
     Args:
         selection_df: The selection table (COSMIC: ``s_abl``, ``s_add``, ``kl``, ``score``;
-            substring baseline: ``abl_refusal``, ``add_refusal``, ``kl``, ``score``) with
+            refusal-token baseline: ``abl_refusal``, ``add_refusal``, ``kl``, ``score``) with
             ``position``, ``layer`` (block input ℓ), ``kept``, ``reason``, ``chosen``.
         metric: The column to colour by.
-        eval_layers: L_low as block outputs j; outlined at ℓ = j + 1.
+        eval_layers: L_low as block outputs j; outlined at ℓ = j + 1, the final-norm output
+            (j = n_layers − 1) in a column of its own.
+        n_layers: The model's layer count (required with ``eval_layers``: strided or pruned
+            candidates do not show it).
         position_labels: Position → template token, for the y ticks.
         zrange: Colour range (e.g. from :func:`shared_color_ranges`); default: the kept cells'
             range, from 0 for KL.
@@ -239,10 +244,10 @@ def score_heatmaps(
     if selection_df.empty:
         return no_data_figure(title, subtitle)
     fig = go.Figure(_score_traces(selection_df, metric, zrange, position_labels))
-    _mark_eval_layers(fig, eval_layers)
-    _eval_layer_note(fig, eval_layers, LEGEND_BELOW["y"])
     positions, layers, _ = _grid(selection_df, metric)
-    _style_axes(fig, positions, layers, eval_layers, position_labels)
+    n_layers = resolve_n_layers(eval_layers, n_layers, layers, complete=False)
+    _mark_eval_layers(fig, eval_layers, n_layers)
+    _style_axes(fig, positions, layers, eval_layers, n_layers, position_labels)
     fig.update_layout(plot_bgcolor="white", legend=LEGEND_BELOW)
     return set_title(fig, title, subtitle)
 
@@ -251,17 +256,18 @@ def selection_dashboard(
     selection_df: pd.DataFrame,
     *,
     eval_layers: Sequence[int] | None = None,
+    n_layers: int | None = None,
     position_labels: Mapping[int, str] | None = None,
     color_ranges: Mapping[str, tuple[float, float]] | None = None,
     subtitle: str | None = None,
 ) -> go.Figure:
-    """2×2 heatmaps of the selection metrics (COSMIC or substring baseline, told by the columns).
+    """2×2 heatmaps of the selection metrics (COSMIC or refusal-token baseline, told by the columns).
 
     The two ablation/addition panels share one colour range, KL starts at 0; ``color_ranges``
     (see :func:`shared_color_ranges`) overrides them, e.g. to compare dashboards of several runs.
     Other arguments as for :func:`score_heatmaps`.
     """
-    metrics = SUBSTRING_METRICS if "abl_refusal" in selection_df.columns else COSMIC_METRICS
+    metrics = REFUSAL_TOKEN_METRICS if "abl_refusal" in selection_df.columns else COSMIC_METRICS
     _check_selection(selection_df, metrics)
     title = "Direction selection (grey: filtered out, star: chosen)"
     if selection_df.empty:
@@ -269,6 +275,7 @@ def selection_dashboard(
     ranges = {**shared_color_ranges([selection_df], metrics), **(color_ranges or {})}
     fig = make_subplots(rows=2, cols=2, subplot_titles=metrics, horizontal_spacing=0.15, vertical_spacing=0.15)
     positions, layers, _ = _grid(selection_df, metrics[0])
+    n_layers = resolve_n_layers(eval_layers, n_layers, layers, complete=False)
     for k, metric in enumerate(metrics):
         row, col = divmod(k, 2)
         traces = _score_traces(selection_df, metric, ranges.get(metric), position_labels, show_legend=k == 0)
@@ -278,10 +285,9 @@ def selection_dashboard(
         traces[0].colorbar.update(x=xdom[1] + 0.01, y=(ydom[0] + ydom[1]) / 2, len=ydom[1] - ydom[0], thickness=12)
         for trace in traces:
             fig.add_trace(trace, row=row + 1, col=col + 1)
-        _mark_eval_layers(fig, eval_layers, row=row + 1, col=col + 1)
-        _style_axes(fig, positions, layers, eval_layers, position_labels, row=row + 1, col=col + 1)
+        _style_axes(fig, positions, layers, eval_layers, n_layers, position_labels, row=row + 1, col=col + 1)
+        _mark_eval_layers(fig, eval_layers, n_layers, row=row + 1, col=col + 1, legend=k == 0)
     # Both columns show the same positions: labels on the left only, clear of the left colour bars.
     fig.update_yaxes(showticklabels=False, title_text="", col=2)
     fig.update_layout(plot_bgcolor="white", height=800, legend={**LEGEND_BELOW, "y": -0.1})
-    _eval_layer_note(fig, eval_layers, -0.1)
     return set_title(fig, title, subtitle)

@@ -1,5 +1,5 @@
 """Line and scatter figures: the per-layer cosine that picks L_low, projections onto r̂, the α
-sweep, and the agreement of COSMIC with the substring baseline."""
+sweep, and the agreement of COSMIC with the refusal-token baseline."""
 
 from __future__ import annotations
 
@@ -117,37 +117,38 @@ def alpha_sweep_plot(df: pd.DataFrame, *, subtitle: str | None = None) -> go.Fig
     return set_title(fig, title, subtitle)
 
 
-def agreement_scatter(cosmic_df: pd.DataFrame, substring_df: pd.DataFrame, *, subtitle: str | None = None) -> go.Figure:
+def agreement_scatter(cosmic_df: pd.DataFrame, refusal_token_df: pd.DataFrame, *, subtitle: str | None = None) -> go.Figure:
     """COSMIC score against −(ablation refusal score) for candidates both methods kept; picks marked.
 
     Args:
         cosmic_df: COSMIC selection table (``position``, ``layer``, ``score``, ``kept``, ``chosen``).
-        substring_df: Substring-baseline table (``position``, ``layer``, ``abl_refusal``, ``kept``,
+        refusal_token_df: Refusal-token baseline table (``position``, ``layer``, ``abl_refusal``, ``kept``,
             ``chosen``).
         subtitle: Provenance line.
     """
-    title = "COSMIC vs substring-matching candidate scores"
+    title = "COSMIC vs refusal-token candidate scores"
     require_columns(cosmic_df, ("position", "layer", "score", "kept", "chosen"), "cosmic_df")
-    require_columns(substring_df, ("position", "layer", "abl_refusal", "kept", "chosen"), "substring_df")
+    require_columns(refusal_token_df, ("position", "layer", "abl_refusal", "kept", "chosen"), "refusal_token_df")
     merged = cosmic_df[["position", "layer", "score", "kept", "chosen"]].merge(
-        substring_df[["position", "layer", "abl_refusal", "kept", "chosen"]],
-        on=["position", "layer"], suffixes=("_cosmic", "_substring"))
+        refusal_token_df[["position", "layer", "abl_refusal", "kept", "chosen"]],
+        on=["position", "layer"], suffixes=("_cosmic", "_refusal_token"))
     if merged.empty:
         return no_data_figure(title, subtitle, "no candidate in both tables")
     merged["neg_abl_refusal"] = -merged["abl_refusal"]
-    shared = merged[merged["kept_cosmic"].astype(bool) & merged["kept_substring"].astype(bool)]
+    shared = merged[merged["kept_cosmic"].astype(bool) & merged["kept_refusal_token"].astype(bool)]
     hover = ("position %{customdata[0]}, block input ℓ = %{customdata[1]}<br>−abl refusal %{x:.4f}"
              "<br>COSMIC score %{y:.4f}")
     fig = go.Figure(go.Scatter(
         x=shared["neg_abl_refusal"], y=shared["score"], mode="markers", name="kept by both",
         marker={"color": "#7f7f7f", "size": 7}, customdata=shared[["position", "layer"]].to_numpy(),
         hovertemplate=hover + "<extra></extra>"))
-    for method, symbol, colour in (("cosmic", "star", HIGHLIGHT), ("substring", "diamond-open", "#1f77b4")):
+    for method, name, symbol, colour in (("cosmic", "cosmic", "star", HIGHLIGHT),
+                                         ("refusal_token", "refusal-token", "diamond-open", "#1f77b4")):
         pick = merged[merged[f"chosen_{method}"].astype(bool)]
         fig.add_trace(go.Scatter(
-            x=pick["neg_abl_refusal"], y=pick["score"], mode="markers", name=f"{method} pick",
+            x=pick["neg_abl_refusal"], y=pick["score"], mode="markers", name=f"{name} pick",
             marker={"symbol": symbol, "size": 18, "color": colour, "line": {"width": 2, "color": colour}},
             customdata=pick[["position", "layer"]].to_numpy(), hovertemplate=hover + "<extra></extra>"))
-    fig.update_layout(xaxis_title="−(ablation refusal score)  (substring baseline)",
+    fig.update_layout(xaxis_title="−(ablation refusal score)  (refusal-token baseline)",
                       yaxis_title="COSMIC score (S_abl + S_add)")
     return set_title(fig, title, subtitle)

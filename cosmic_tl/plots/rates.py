@@ -8,6 +8,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
+from cosmic_tl.plots.categories import ALL_PROMPTS, category_group, rate_title
 from cosmic_tl.plots.common import (
     HIGHLIGHT, LEGEND_BELOW, PlotInputError, no_data_figure, require_columns, set_title, wilson_error_bars,
 )
@@ -21,10 +22,10 @@ def _baseline_first(conditions: Sequence[str]) -> list[str]:
     return sorted(order, key=lambda c: (c != _BASELINE, order.index(c)))
 
 
-def _rate_bar(rows: pd.DataFrame, x: Sequence[str], rate: str, name: str, **kwargs) -> go.Bar:
+def _rate_bar(rows: pd.DataFrame, x, rate: str, name: str, **kwargs) -> go.Bar:
     """Bars of ``rate`` with Wilson error bars; hover shows count/n and the interval."""
     rows, error = wilson_error_bars(rows, rate)
-    return go.Bar(x=list(x), y=rows[rate], name=name, error_y=error,
+    return go.Bar(x=x, y=rows[rate], name=name, error_y=error,
                   customdata=rows[["count", "n", "ci_low", "ci_high"]].to_numpy(),
                   hovertemplate=f"{name}<br>%{{x}}: {_RATE_HOVER}<extra></extra>", **kwargs)
 
@@ -32,6 +33,9 @@ def _rate_bar(rows: pd.DataFrame, x: Sequence[str], rate: str, name: str, **kwar
 def refusal_bars(metrics_df: pd.DataFrame, dataset: str = "harmful", by_category: bool = True,
                  metric: str = "refusal_rate", *, subtitle: str | None = None) -> go.Figure:
     """Grouped bars of ``metric`` per condition (baseline first) with 95% Wilson error bars.
+
+    Categories are grouped under the benchmark whose taxonomy names them (the x axis has two
+    levels: benchmark, then ``category (n=…)``); the overall row comes first, as ``all prompts``.
 
     Args:
         metrics_df: Columns ``dataset``, ``condition``, ``category`` ("all" = overall), ``n``,
@@ -41,7 +45,7 @@ def refusal_bars(metrics_df: pd.DataFrame, dataset: str = "harmful", by_category
         metric: ``refusal_rate`` or ``asr``.
         subtitle: Provenance line.
     """
-    title = f"{metric} on {dataset} prompts (95% Wilson intervals)"
+    title = f"{rate_title(metric).capitalize()} on {dataset} prompts (95% Wilson intervals)"
     require_columns(metrics_df, ("dataset", "condition", "category", "n", metric), "refusal_bars")
     if metrics_df.empty:
         return no_data_figure(title, subtitle)
@@ -54,17 +58,17 @@ def refusal_bars(metrics_df: pd.DataFrame, dataset: str = "harmful", by_category
             raise PlotInputError(f"Dataset {dataset!r} has no overall (category 'all') rows.")
     if df.duplicated(["condition", "category"]).any():
         raise PlotInputError(f"Dataset {dataset!r} has several rows for one (condition, category).")
-    categories = ["all"] * ("all" in set(df["category"])) + sorted(set(df["category"]) - {"all"})
-    fig = go.Figure()
-    sizes = {}
-    for condition in _baseline_first(df["condition"]):
-        rows = df[df["condition"] == condition].set_index("category").reindex(categories).dropna(subset=[metric])
-        sizes.update({c: int(k) for c, k in rows["n"].items()})
-        fig.add_trace(_rate_bar(rows.reset_index(), rows.index, metric, condition))
     # Every condition of a category sees the same prompts, so one n per category label.
-    fig.update_xaxes(title_text="category", tickmode="array", tickvals=categories,
-                     ticktext=[f"{c}<br>n={sizes[c]}" for c in categories])
-    fig.update_layout(barmode="group", yaxis_title=metric, yaxis_range=[0, 1.05])
+    sizes = df.groupby("category")["n"].max().astype(int)
+    order = sorted(sizes.index, key=lambda c: (category_group(c) != ALL_PROMPTS, category_group(c), c))
+    label = {c: f"{c} (n={sizes[c]})" for c in order}
+    fig = go.Figure()
+    for condition in _baseline_first(df["condition"]):
+        rows = df[df["condition"] == condition].set_index("category").reindex(order).dropna(subset=[metric])
+        x = [[category_group(c) for c in rows.index], [label[c] for c in rows.index]]
+        fig.add_trace(_rate_bar(rows.reset_index(), x, metric, condition))
+    fig.update_xaxes(title_text="prompt category, grouped by the benchmark that names it")
+    fig.update_layout(barmode="group", yaxis_title=rate_title(metric), yaxis_range=[0, 1.05])
     return set_title(fig, title, subtitle)
 
 
@@ -98,11 +102,12 @@ def effect_label(effect: Mapping) -> str:
     return f"{effect['dataset']} · {effect['condition']} (n={effect['n']}, p={effect['p_value']:.3g}){star}"
 
 
-def effects_plot(effects: Sequence[Mapping], *, subtitle: str | None = None) -> go.Figure:
+def effects_plot(effects: Sequence, *, subtitle: str | None = None) -> go.Figure:
     """Forest plot: each intervention's rate and its baseline's, with 95% Wilson intervals.
 
     Args:
-        effects: :func:`cosmic_tl.stats.paired_effect` dicts (the ``effects`` of ``summary.json``).
+        effects: :class:`cosmic_tl.stats.Effect` values or :func:`cosmic_tl.stats.paired_effect`
+            dicts (the ``effects`` of ``summary.json``).
         subtitle: Provenance line.
     """
     title = "Effects of the interventions (95% Wilson intervals; * : p < 0.05, expected sign)"

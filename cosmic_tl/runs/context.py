@@ -5,9 +5,9 @@ Names: :class:`~cosmic_tl.runs.folder.RunFolder` is the folder on disk, :class:`
 a step needs while the run is being written and :class:`~cosmic_tl.runs.reader.Run` reads a folder
 afterwards.
 
-Interventions, model variants and evaluation conditions are plain data (:class:`Intervention`,
-:class:`ModelVariant`, :class:`Condition`): a new condition or experiment arm is one more value in a
-table, not another closure.
+Interventions, model variants and evaluation conditions are plain data
+(:class:`~cosmic_tl.runs.kinds.Intervention`, :class:`ModelVariant`, :class:`Condition`): a new
+condition or experiment arm is one more value in a table, not another closure.
 """
 
 from __future__ import annotations
@@ -21,27 +21,13 @@ from cosmic_tl.config import RunConfig
 from cosmic_tl.directions import Direction
 from cosmic_tl.models import ChatModel, load_model
 from cosmic_tl.runs.folder import RunFolder, RunFolderError
+from cosmic_tl.runs.kinds import Intervention
 from cosmic_tl.runs.layout import Layout
 from cosmic_tl.runs.reader import Run, open_run
 from cosmic_tl.steering import steering_hooks
 
 Hooks = list[tuple[str, Callable]]
 REFUSAL_KEYS = ("harmful", "harmless")  # the paper's positive and negative prompt keys
-
-
-@dataclass(frozen=True)
-class Intervention:
-    """Steer with a direction saved in the run folder.
-
-    Attributes:
-        direction: The direction's stem, relative to the run folder (e.g. ``selection/direction``).
-        action: ``"ablation"`` or ``"addition"``.
-        alpha: The addition strength; None takes the configuration's ``alpha``.
-    """
-
-    direction: str
-    action: str
-    alpha: float | None = None
 
 
 @dataclass(frozen=True)
@@ -163,8 +149,9 @@ class StepContext:
         hooks: Hooks = []
         for iv in interventions:
             alpha = self.config.alpha if iv.alpha is None else iv.alpha
+            model = self.get_model()  # rules that read weights (norm_preserving) build their hooks from it
             hooks += steering_hooks(self.direction(iv.direction), self.config.steering, iv.action,
-                                    self.get_model().n_layers, alpha=alpha)
+                                    model.n_layers, alpha=alpha, model=model)
         return hooks
 
     def model_for(self, variant: ModelVariant) -> tuple[ChatModel, Hooks]:
@@ -237,7 +224,7 @@ def check_layer_stride(config: RunConfig, model: ChatModel) -> None:
         cutoff = late_layer_cutoff(n, config.prune_fraction)
         pruned = lambda pos, layer: layer >= cutoff  # noqa: E731
     else:
-        pruned = refusal_token_pruned(config.substring_variant, n)
+        pruned = refusal_token_pruned(config.refusal_token_variant, n)
     try:
         check_scored_layers(range(0, n, stride), n, range(-model.n_pos, 0), pruned)
     except ConfigError as e:

@@ -1,17 +1,15 @@
-"""A pipeline run's interactive figures (the ``figures`` step writes them to ``figures/``), the
-template tokens their position ticks are labelled with, and the explorer page.
+"""A pipeline run's interactive figures (the ``figures`` step writes them to ``figures/``) and the
+template tokens their position ticks are labelled with.
 
 Every figure carries a provenance subtitle (model, sizes, steering, system turn, run
 fingerprint: :func:`run_provenance`). The position ticks name the post-instruction template's
-tokens (``-2 ⟨\\n⟩``), recorded by the ``template`` step in ``template/post_instruction.json``. The
-explorer page (``explorer.html``) is written after the steps (:func:`write_explorer`), outside
-any step's marker, so that ``cosmic-tl explore RUN_DIR --top-k K`` may rewrite it without the
-figures step looking damaged on the next resume.
+tokens (``-2 ⟨\\n⟩``), recorded by the ``template`` step in ``template/post_instruction.json``.
+The explorer page is written by the composers above this package
+(:func:`cosmic_tl.workflows.explorer_page.write_explorer`).
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -25,7 +23,6 @@ from cosmic_tl.runs.reader import Run
 from cosmic_tl.runs.report import headline_name, run_effects, run_lengths
 
 TEMPLATE = "template/post_instruction.json"
-logger = logging.getLogger("cosmic_tl")
 
 
 def template_step() -> Step:
@@ -71,7 +68,7 @@ def run_figures(run: Run) -> dict[str, go.Figure]:
     eval_layers = run.eval_layers()
     cosmic = run.config.get("selection", "cosmic") == "cosmic"
     common = dict(subtitle=run_provenance(run))
-    labelled = dict(position_labels=position_labels(run), **common)
+    labelled = dict(position_labels=position_labels(run), n_layers=run.candidates().n_layers, **common)
     table = run.selection_table()
     figures = {
         "cosine_heatmap": plots.cosine_heatmap(run.cosine_pos_layer(), eval_layers, **labelled),
@@ -83,7 +80,7 @@ def run_figures(run: Run) -> dict[str, go.Figure]:
     }
     for key in (concept["labels"]["positive_key"], concept["labels"]["negative_key"]):
         figures[f"{prefix}_{key}"] = plots.refusal_bars(judged, dataset=key, metric=column, **common)
-    figures["effects"] = plots.effects_plot([e for e in run_effects(run) if e["judge"] == judge], **common)
+    figures["effects"] = plots.effects_plot([e for e in run_effects(run) if e.judge == judge], **common)
     lengths = run_lengths(run)
     if lengths is not None and judge in lengths["judges"]:
         entry = lengths["judges"][judge]
@@ -103,20 +100,3 @@ def write_run_figures(run: Run, png: bool = False) -> list[Path]:
         written += plots.save_figure(fig, run.root / "figures" / name, png=png)
     return written
 
-
-def write_explorer(root: Path, log=logger.info) -> Path | None:
-    """Write ``explorer.html`` from what the folder holds (no model; about a second).
-
-    Returns:
-        The page, or None (logged) when the folder has nothing to explore: an experiment whose
-        selections all came out empty.
-    """
-    from cosmic_tl.explore import ExplorerInputError, write_explorer_page
-
-    try:
-        page = write_explorer_page(root)
-    except ExplorerInputError as e:
-        log(f"No explorer page: {e}")
-        return None
-    log(f"Explorer page (every candidate, linked): {page}")
-    return page

@@ -18,8 +18,9 @@ class ArtifactError(ValueError):
     """A run artifact is unreadable (truncated, edited, not the format expected)."""
 
 
-def _broken(path: Path, problem: str) -> ArtifactError:
-    return ArtifactError(f"{path} is {problem}; rerun the run into its folder (a damaged step is redone) "
+def broken_artifact(path: Path, problem: str) -> ArtifactError:
+    """The one-line error of an artifact with ``problem`` (e.g. "is not valid JSON"), saying what to do."""
+    return ArtifactError(f"{path} {problem}; rerun the run into its folder (a damaged step is redone) "
                          "or delete the folder to start over.")
 
 
@@ -28,9 +29,9 @@ def read_json(path: str | os.PathLike) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise _broken(path, f"not valid JSON ({e})") from None
+        raise broken_artifact(path, f"is not valid JSON ({e})") from None
     except RecursionError:
-        raise _broken(path, "not a JSON file cosmic_tl wrote (nested too deeply to read)") from None
+        raise broken_artifact(path, "is not a JSON file cosmic_tl wrote (nested too deeply to read)") from None
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
@@ -39,9 +40,9 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         lines = path.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line.strip()]
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise _broken(path, f"not valid JSON lines ({e})") from None
+        raise broken_artifact(path, f"is not valid JSON lines ({e})") from None
     except RecursionError:
-        raise _broken(path, "not a JSON lines file cosmic_tl wrote (nested too deeply to read)") from None
+        raise broken_artifact(path, "is not a JSON lines file cosmic_tl wrote (nested too deeply to read)") from None
 
 
 def read_csv(path: str | os.PathLike) -> pd.DataFrame:
@@ -50,7 +51,7 @@ def read_csv(path: str | os.PathLike) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, keep_default_na=False, na_values=[""])
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise _broken(path, f"not a readable CSV table ({type(e).__name__})") from None
+        raise broken_artifact(path, f"is not a readable CSV table ({type(e).__name__})") from None
     if "reason" in df:
         df["reason"] = df["reason"].fillna("")
     return df

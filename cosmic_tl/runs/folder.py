@@ -4,7 +4,7 @@ vouch for the files they wrote.
 Guarantees (README, "Reliability"):
 
 - **Only its own folders.** A folder is a run folder when its ``config.json`` says so (format
-  ``cosmic_tl.run``, or the fingerprint/config record of earlier versions). A new or empty folder is
+  ``cosmic_tl.run``, or a fingerprint/config record without a format: run format 1). A new or empty folder is
   claimed by writing that file first; an existing non-empty folder that is not a run is refused and
   left untouched, and so is the current directory. Clean-up after a killed run deletes only the
   atomic writer's own temporary files (``*.cosmic-tmp``) inside a run folder, and a step that is
@@ -58,7 +58,9 @@ except ImportError:  # Windows
     resource = None
 
 RUN_FORMAT = "cosmic_tl.run"
-RUN_FORMAT_VERSION = 2
+RUN_FORMAT_VERSION = 3
+"""3: the refusal-token selection's stored names (config ``refusal_token_variant``, method labels
+``refusal-token-<variant>``, the experiments' ``refusal_token`` sub-runs) replace "substring"."""
 CONFIG_FILE = "config.json"
 LOCK_FILE = ".cosmic-tl.lock"
 STEPS_DIR = "steps"
@@ -128,6 +130,12 @@ def record_kind(record: dict) -> str:
     return record["config"].get("experiment", "pipeline")
 
 
+def record_format_version(record: dict) -> int:
+    """The run format a record was written in (records before format 2 carry no version)."""
+    version = record.get("format_version", 1)
+    return version if isinstance(version, int) and not isinstance(version, bool) else 1
+
+
 def check_out(out: str | os.PathLike) -> Path:
     """``out`` as a path, refusing an empty name."""
     if str(out).strip() == "":
@@ -189,6 +197,11 @@ class RunFolder:
             raise RunFolderError(f"Output folder {root} is not writable: {e.strerror or e}.") from e
 
     def _check_same_run(self, saved: dict) -> None:
+        version = record_format_version(saved)
+        if version < RUN_FORMAT_VERSION:
+            raise RunFolderError(
+                f"{self.root} was written by an older cosmic_tl (run format {version}, this one writes "
+                f"{RUN_FORMAT_VERSION}) and is never resumed; open_run still reads it. Use another --out folder.")
         kind = record_kind(saved)
         if kind != self.kind:
             raise RunFolderError(

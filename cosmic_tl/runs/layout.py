@@ -4,15 +4,14 @@ A *sub-run* is one selection inside an experiment folder (a stage of the weak ex
 (method, extraction) of the adversarial one, one method of the agreement one). It offers the
 reader the same artifacts as a pipeline run, read from the files listed in its :class:`Layout`.
 The writers (:mod:`cosmic_tl.runs.steps`, the experiments) and the reader
-(:mod:`cosmic_tl.runs.reader`) take their paths from here, so the two cannot disagree.
-
-Adding a run kind: one entry in :data:`SUBRUNS` (a function of the experiment's parameters).
+(:mod:`cosmic_tl.runs.reader`) take their paths from here, so the two cannot disagree. Which
+sub-runs a folder of each kind has, and what the reader knows of each, is
+:mod:`cosmic_tl.runs.kinds`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 PROMPTS = "data/prompts.json"
 COMPLETIONS = "completions"
@@ -74,7 +73,7 @@ def weak_stage(stage: str) -> Layout:
 
 
 # (method, extraction) of each adversarial sub-run; "normal" extraction is the paper's "gennorm".
-ADVERSARIAL_ROWS = (("cosmic", "adversarial"), ("substring", "adversarial"), ("cosmic", "normal"))
+ADVERSARIAL_ROWS = (("cosmic", "adversarial"), ("refusal_token", "adversarial"), ("cosmic", "normal"))
 
 
 def adversarial_subrun(method: str, extraction: str) -> Layout:
@@ -89,16 +88,8 @@ def agreement_subrun(method: str) -> Layout:
                   direction=None)
 
 
-SUBRUNS: dict[str, Callable[[dict], dict[str, Layout]]] = {
-    "pipeline": lambda params: {},
-    "agreement": lambda params: {m: agreement_subrun(m) for m in ("cosmic", "substring")},
-    "adversarial": lambda params: {f"{m}_{e}": adversarial_subrun(m, e) for m, e in ADVERSARIAL_ROWS},
-    "weak": lambda params: {s: weak_stage(s) for s in (("stage2",) if params.get("natural") else ("stage1", "stage2"))},
-}
-RUN_KINDS = tuple(SUBRUNS)
-
-
-# What a run folder written before concepts existed was about (its config.json has no "concept").
+# The concept of a folder whose config.json has no "concept" record (experiments, and pipeline folders
+# written without one): the paper's refusal.
 REFUSAL_CONCEPT_RECORD = {
     "name": "refusal",
     "labels": {"positive": "harmful", "negative": "harmless", "judged": "refusal",
@@ -124,8 +115,8 @@ def run_concept(run_or_record) -> dict:
         ``positive_key``, ``negative_key``), ``ablation_effect`` / ``addition_effect``
         (``"lower"`` / ``"raise"``), ``metric`` (``"refusal"``: ``metrics/refusal.csv``;
         ``"rate"``: :data:`RATE_METRICS`) and ``judge`` (``name``, the key of its flags in
-        ``judges/*.json``, and ``description``). Folders without the entry (written before
-        concepts existed, or experiments) get :data:`REFUSAL_CONCEPT_RECORD`.
+        ``judges/*.json``, and ``description``). Folders without the entry (experiments, and
+        pipeline folders written without one) get :data:`REFUSAL_CONCEPT_RECORD`.
     """
     record = getattr(run_or_record, "record", run_or_record)
     return record.get("concept") or REFUSAL_CONCEPT_RECORD

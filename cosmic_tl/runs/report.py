@@ -5,8 +5,8 @@ concept record (:func:`~cosmic_tl.runs.layout.run_concept`; refusal for folders 
 ``summary.json`` keys:
 
 - ``cosmic_tl_version``, ``run_folder``, ``fingerprint``, ``model`` (the model's facts), ``config``.
-- ``concept``: the concept record (only for concepts other than refusal, whose summary keeps the
-  keys it had before concepts existed).
+- ``concept``: the concept record (only for concepts other than refusal; a refusal summary has no
+  such key).
 - ``selection``: the chosen candidate and why the others were dropped (``selection/summary.json``).
 - ``headline_judge`` (refusal runs): the judge the headline counts with (``name``,
   ``description``), what its flags count (``target``: ``"refusal"``), ``n_labels`` and
@@ -51,14 +51,12 @@ from cosmic_tl import __version__
 from cosmic_tl.judges import HEADLINE_TARGET, SubstringJudge, headline_judge, jailbreak_flags, validate_judge
 from cosmic_tl.judges.validation import TARGETS, kappa_text
 from cosmic_tl.runs.capability import read_capabilities
+from cosmic_tl.runs.kinds import EXPECTED
 from cosmic_tl.runs.layout import run_concept
 from cosmic_tl.runs.lengths import length_summary
 from cosmic_tl.runs.reader import Run
 from cosmic_tl.selection.result import NO_EFFECT_NOTICE, no_effective_candidate
-from cosmic_tl.stats import NO_CHANGE_VERDICT, paired_effect
-
-# A concept's expected move of the judged rate, as cosmic_tl.stats names it.
-EXPECTED = {"lower": "decrease", "raise": "increase"}
+from cosmic_tl.stats import NO_CHANGE_VERDICT, Effect, paired_effect, rate_text
 
 
 def concept_effects(concept: dict) -> list[tuple[str, str, str]]:
@@ -133,18 +131,13 @@ def run_lengths(run: Run) -> dict | None:
     return length_summary(record, concept_effects(concept), refusal=concept["metric"] == "refusal")
 
 
-def run_effects(run: Run) -> list[dict]:
-    """The ``effects`` list of ``summary.json`` (see the module docstring)."""
-    concept = run_concept(run)
-    tests = concept_effects(concept)
-    judges = judge_order(run)
-    effects = []
-    for judge in judges:
-        for dataset, condition, expected in tests:
-            effect = paired_effect(dataset, condition, judged_flags(run, dataset, "baseline", judge),
-                                   judged_flags(run, dataset, condition, judge), expected=expected)
-            effects.append({"judge": judge, **effect})
-    return effects
+def run_effects(run: Run) -> list[Effect]:
+    """The effects of ``summary.json`` (see the module docstring), grouped by judge (:func:`judge_order`)."""
+    tests = concept_effects(run_concept(run))
+    return [Effect.from_dict({"judge": judge, **paired_effect(
+                dataset, condition, judged_flags(run, dataset, "baseline", judge),
+                judged_flags(run, dataset, condition, judge), expected=expected)})
+            for judge in judge_order(run) for dataset, condition, expected in tests]
 
 
 def headline_rates(run: Run, concept: dict) -> dict[str, dict]:
@@ -177,7 +170,7 @@ def run_summary(run: Run) -> dict:
         **({} if concept["name"] == "refusal" else {"concept": concept}),
         "selection": run.selection_summary(),
         **headline_rates(run, concept),
-        "effects": run_effects(run),
+        "effects": [effect.to_dict() for effect in run_effects(run)],
     }
     validation = headline_validation(run)
     if validation is not None:
@@ -192,36 +185,20 @@ def run_summary(run: Run) -> dict:
     return summary
 
 
-def rate_text(count: int, n: int, rate: float, low: float, high: float) -> str:
-    """``0.38 (9/24, 95% CI 0.21–0.57)``."""
-    return f"{rate:.2f} ({count}/{n}, 95% CI {low:.2f}–{high:.2f})"
-
-
-def effect_lines(effect: dict, names: dict[str, str] | None = None) -> list[str]:
-    """One Markdown table row (no intervention, intervention, p-value, verdict) of an effect.
+def effect_row(effect: Effect, names: dict[str, str] | None = None) -> str:
+    """One Markdown table row of an effect: prompts, intervention, the rates without and with it,
+    p and outcome, in :meth:`Effect.text <cosmic_tl.stats.Effect.text>`'s words.
 
     Args:
-        effect: A :func:`cosmic_tl.stats.paired_effect` dict.
+        effect: The effect.
         names: Prompt key → the label the row shows (default: the key).
     """
-    before = rate_text(effect["baseline_count"], effect["n"], effect["baseline_rate"],
-                       effect["baseline_ci_low"], effect["baseline_ci_high"])
-    after = rate_text(effect["count"], effect["n"], effect["rate"], effect["ci_low"], effect["ci_high"])
-    prompts = (names or {}).get(effect["dataset"], effect["dataset"])
-    return [f"| {prompts} test | {effect['condition']} | {before} | {after} | {effect['p_value']:.3g} "
-            f"| {verdict_text(effect)} |"]
-
-def verdict_text(effect: dict) -> str:
-    """"significant decrease", "not distinguishable from no change at this n (24)", ..."""
-    if effect["p_value"] >= effect["alpha"]:
-        return f"{NO_CHANGE_VERDICT} ({effect['n']})"
-    direction = "increase" if effect["rate"] > effect["baseline_rate"] else "decrease"
-    if effect["significant"]:
-        return f"significant {direction}"
-    return f"significant {direction}, opposite to the expected {effect['expected']}"
+    prompts = (names or {}).get(effect.dataset, effect.dataset)
+    return (f"| {prompts} test | {effect.condition} | {effect.baseline_text} | {effect.steered_text} "
+            f"| {effect.p_value:.3g} | {effect.outcome} |")
 
 
-def _effects_table(effects: list[dict], judge: str, concept: dict) -> list[str]:
+def _effects_table(effects: list[Effect], judge: str, concept: dict) -> list[str]:
     labels = concept["labels"]
     names = {labels["positive_key"]: labels["positive"], labels["negative_key"]: labels["negative"]}
     judged = labels["judged"][:1].upper() + labels["judged"][1:]
@@ -230,7 +207,7 @@ def _effects_table(effects: list[dict], judge: str, concept: dict) -> list[str]:
         "prompts (exact McNemar test, two-sided; significant: p < 0.05 with the expected sign):", "",
         "| prompts | intervention | no intervention | with intervention | p | verdict |",
         "|---|---|---|---|---|---|",
-        *(line for e in effects if e["judge"] == judge for line in effect_lines(e, names)),
+        *(effect_row(e, names) for e in effects if e.judge == judge),
     ]
 
 
@@ -307,7 +284,7 @@ def length_lines(lengths: dict | None, judge: str, names: dict[str, str]) -> lis
 
 
 def damage_lines(side: dict, negative: str) -> list[str]:
-    """The report's lines on reply KL and degenerate replies (absent from runs made before them)."""
+    """The report's lines on reply KL and degenerate replies (absent where the run holds neither)."""
     lines = []
     if "reply_kl_harmless_ablation" in side:
         lines.append(f"KL over the first {side['reply_kl_tokens']} tokens of the unsteered {negative} replies "
@@ -329,8 +306,8 @@ def render_report(summary: dict) -> str:
     negative = concept["labels"]["negative"]
     sizes = cfg["resolved_sizes"]
     model = summary["model"]
-    effects = summary["effects"]
-    judges = list(dict.fromkeys(e["judge"] for e in effects))
+    effects = [Effect.from_dict(e) for e in summary["effects"]]
+    judges = list(dict.fromkeys(e.judge for e in effects))
     about = "" if concept["name"] == "refusal" else f", concept {concept['name']!r}"
     tie = no_effective_candidate(sel)
     lines = [

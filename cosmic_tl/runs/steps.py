@@ -2,7 +2,7 @@
 evaluation layers and selection. (Completions, judges and metrics: :mod:`cosmic_tl.runs.evaluate`.)
 
 Each ``*_step`` function returns a :class:`~cosmic_tl.runs.context.Step`; the pipeline
-(:mod:`cosmic_tl.runs.pipeline`) and the experiments (:mod:`cosmic_tl.experiments`) are lists of
+(:mod:`cosmic_tl.workflows.pipeline`) and the experiments (:mod:`cosmic_tl.experiments`) are lists of
 them. Where a step writes is a :class:`~cosmic_tl.runs.layout.Layout`; which model it runs is a
 :class:`~cosmic_tl.runs.context.ModelVariant`. See ``docs/method.md §1-§5``.
 """
@@ -60,7 +60,7 @@ def concept_sampler(concept: Concept) -> Sampler:
 
 def uses_arditi_filter(config: RunConfig) -> bool:
     """Whether the configuration selects with the refusal-token baseline in Arditi's variant."""
-    return config.selection != "cosmic" and config.substring_variant == "arditi"
+    return config.selection != "cosmic" and config.refusal_token_variant == "arditi"
 
 
 def sample_step(sampler: Sampler = paper_prompts, *, arditi_filter: bool = False) -> Step:
@@ -100,7 +100,7 @@ def check_arditi_filter_left_prompts(prompts: dict, config: RunConfig,
                 raise ValueError(
                     f"The Arditi data filter kept 0 of {n} {kind} {split} prompts (it keeps harmful prompts "
                     "whose refusal score is > 0 and harmless ones whose score is < 0; see data/prompts.json): "
-                    "the model refuses too few of them. Use --substring-variant cosmic-repo, larger sizes, "
+                    "the model refuses too few of them. Use --refusal-token-variant cosmic-repo, larger sizes, "
                     "or --system default."
                 )
 
@@ -176,7 +176,7 @@ def select(ctx: StepContext, method: str, candidates: Candidates, *, eval_layers
         return select_cosmic(model, candidates, *ctx.split(prompts, "val"), eval_layers,
                              prune_fraction=c.prune_fraction, **extra, **kw)
     return select_refusal_token(model, candidates, *ctx.split(prompts, "val"),
-                                variant=c.substring_variant, **kw)
+                                variant=c.refusal_token_variant, **kw)
 
 
 def save_selection(ctx: StepContext, where: Layout, choose: Callable[[], Selection], *,

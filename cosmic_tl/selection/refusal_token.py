@@ -2,8 +2,8 @@
 
 The refusal score of a prompt is ``log p_R - log(1 - p_R)`` where ``p_R`` is the next-token
 probability of the model's refusal tokens (Qwen: "I", "As"). A good direction lowers it on harmful
-prompts when ablated. (Run labels and the ``substring_variant`` setting name it "substring"; the
-substring *judge* of :mod:`cosmic_tl.judges` is another thing.) Two variants:
+prompts when ablated. (The substring *judge* of :mod:`cosmic_tl.judges`, which matches refusal
+phrases in replies, is another thing.) Two variants, the ``refusal_token_variant`` setting:
 
 - ``"cosmic-repo"`` (the paper's comparison): no data filtering; at position -1 layers
   ``>= int(0.6 n)`` are pruned, other positions may use any layer; KL > 0.1 dropped.
@@ -38,7 +38,7 @@ REFUSAL_TOKEN_VARIANTS = {
 def _variant(variant: str) -> tuple[float, bool, float | None]:
     if variant not in REFUSAL_TOKEN_VARIANTS:
         raise ValueError(
-            f"Unknown refusal-token (substring) variant {variant!r}; expected one of {list(REFUSAL_TOKEN_VARIANTS)}."
+            f"Unknown refusal-token variant {variant!r}; expected one of {list(REFUSAL_TOKEN_VARIANTS)}."
         )
     return REFUSAL_TOKEN_VARIANTS[variant]
 
@@ -148,7 +148,7 @@ def select_refusal_token(
 
     Returns:
         The :class:`Selection`; ``score = -abl_refusal`` (higher is better). Its ``method`` is
-        ``"substring-<variant>"``, the label run artifacts and reports carry.
+        ``"refusal-token-<variant>"``, the label run artifacts and reports carry.
 
     Examples:
         >>> sel = select_refusal_token(model, cands, data.harmful_val, data.harmless_val, variant="arditi")  # doctest: +SKIP
@@ -172,7 +172,7 @@ def select_refusal_token(
     table["score"] = -table.abl_refusal
     table = rank_and_pick(table, refusal_token_filter_reasons(table, model.n_layers, variant, kl_threshold))
     pick = table[table.chosen].iloc[0]
-    method = f"substring-{variant}"  # the label run artifacts and reports carry
+    method = f"refusal-token-{variant}"
     direction = candidates.direction(
         int(pick.position), int(pick.layer), method=method, steering=scorer.steering,
         n_val=(scorer.n_harmful, scorer.n_harmless),

@@ -35,8 +35,8 @@ class Selection:
     """A chosen direction with the table of every candidate it was chosen from.
 
     Attributes:
-        method: ``"cosmic"``, or the refusal-token baseline's ``"substring-cosmic-repo"`` /
-            ``"substring-arditi"`` (the label earlier artifacts carry).
+        method: ``"cosmic"``, or the refusal-token baseline's ``"refusal-token-cosmic-repo"`` /
+            ``"refusal-token-arditi"``.
         steering: The steering rule whose interventions scored the candidates (``"ace"``, ``"lce"``).
         table: One row per (position, layer): the scores, ``score``, ``kept``, ``reason`` (why it
             was dropped, "" if kept) and ``chosen``.

@@ -42,12 +42,15 @@ logger = logging.getLogger(__name__)
 COSMIC_SCORES = ("s_abl", "s_add", "kl")
 REFUSAL_TOKEN_SCORES = ("abl_refusal", "add_refusal", "kl")
 SCORE_SETS = ("cosmic", "refusal-token")
-_SCORE_SET_ALIASES = {"substring": "refusal-token"}  # accepted as another name of the refusal-token scores
 
 
-def intervention_hooks(steering: str, action: str, r: Tensor, mu: Tensor, layer: int, n_layers: int, alpha: float = 1.0):
-    """The hooks that ablate or add candidate ``r`` under rule ``steering`` (docs/method.md §6)."""
-    return steering_rule(steering).hooks(action, r, mu, layer, n_layers, alpha)
+def intervention_hooks(steering: str, action: str, r: Tensor, mu: Tensor, layer: int, n_layers: int,
+                       alpha: float = 1.0, *, model=None):
+    """The hooks that ablate or add candidate ``r`` under rule ``steering`` (docs/method.md §6).
+
+    ``model`` is needed by rules that read the model's weights (``needs_model``).
+    """
+    return steering_rule(steering).hooks(action, r, mu, layer, n_layers, alpha, model=model)
 
 
 @contextmanager
@@ -64,10 +67,10 @@ def hooks_while_scoring(model: ChatModel, fwd_hooks, scorer: "CandidateScorer | 
 
 
 def normalise_score_sets(want: Sequence[str]) -> set[str]:
-    """``want`` as a set of :data:`SCORE_SETS` names (``"substring"`` is read as ``"refusal-token"``)."""
+    """``want`` as a set of :data:`SCORE_SETS` names."""
     if isinstance(want, str):
         want = (want,)
-    out = {_SCORE_SET_ALIASES.get(w, w) for w in want}
+    out = set(want)
     unknown = sorted(out - set(SCORE_SETS))
     if unknown or not out:
         raise ValueError(f"want must name scores among {SCORE_SETS}, got {list(want)!r}.")
@@ -101,15 +104,14 @@ class CandidateScorer:
         batch_size: Prompts per forward pass.
         parity_inplace: For rules whose authors' hooks edit in place (LCE), read the read-outs
             after the intervention, as those hooks do (docs/method.md §8).
-        want: Which scores to compute: any of ``"cosmic"`` and ``"refusal-token"`` (``"substring"``
-            is read as ``"refusal-token"``).
+        want: Which scores to compute: any of ``"cosmic"`` and ``"refusal-token"``.
         progress: Show a progress bar over candidates.
         layer_start: Start one-layer actions' passes at their block where the architecture
             supports it (same results, less work); False always runs full passes.
 
     Examples:
         >>> scorer = CandidateScorer(model, harmful_val, harmless_val, [19, 23], steering="ace")  # doctest: +SKIP
-        >>> scorer.score(cands.r[-1, 10], cands.mu_harmless[-1, 10], 10, kl=True)  # doctest: +SKIP
+        >>> scorer.score(cands.r[-1, 10], cands.mu_neg[-1, 10], 10, kl=True)  # doctest: +SKIP
         {'s_abl': 0.97..., 's_add': 0.95..., 'kl': 0.02...}
     """
 
@@ -243,8 +245,8 @@ class CandidateScorer:
             return self._noop_scores(kl)
         out: dict[str, float] = {}
         n_layers = self.model.n_layers
-        abl = self.rule.hooks("ablation", r, mu, layer, n_layers)
-        add = self.rule.hooks("addition", r, mu, layer, n_layers)
+        abl = self.rule.hooks("ablation", r, mu, layer, n_layers, model=self.model)
+        add = self.rule.hooks("addition", r, mu, layer, n_layers, model=self.model)
         sub = self.refusal_tokens
         if readouts or sub:
             for action, hooks, batches_, key, ref, refusal_key in (
@@ -289,7 +291,7 @@ class CandidateScorer:
         todo.sort(key=lambda item: item[2])
         for k, i, layer, kl, readouts in tqdm(todo, desc=f"scoring ({self.steering})", disable=not self.progress):
             r = candidates.r[i, layer]
-            mu = candidates.mu_harmless[i, layer]
+            mu = candidates.mu_neg[i, layer]
             rows[k].update(self.score(r, mu, layer, kl=kl, readouts=readouts))
         cols = ["position", "layer", "r_norm"]
         if "cosmic" in self.want:

@@ -47,3 +47,28 @@ def start_browser(profile_dir):
     options.binary_location = CHROMIUM
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(options=options, service=Service(DRIVER))
+
+
+def open_explorer(browser, page, *, no_errors: bool = True) -> dict:
+    """Open an explorer page and return its page data (once its script has run)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(page.as_uri())
+    WebDriverWait(browser, 60).until(lambda d: d.execute_script("return !!window.cosmicExplorer"))
+    if no_errors:
+        assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    return browser.execute_script("return window.cosmicExplorer.data")
+
+
+def click_cell(browser, map_key: str, position: int, layer: int) -> None:
+    """A real mouse click at the cell's pixel position on one map."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    div = browser.find_element(By.ID, f"map-{map_key}")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", div)
+    x, y, width, height = browser.execute_script(
+        "var d = arguments[0], xa = d._fullLayout.xaxis, ya = d._fullLayout.yaxis, r = d.getBoundingClientRect();"
+        "return [xa._offset + xa.l2p(arguments[2]), ya._offset + ya.l2p(arguments[1]), r.width, r.height];",
+        div, position, layer)
+    ActionChains(browser).move_to_element_with_offset(div, int(x - width / 2), int(y - height / 2)).click().perform()

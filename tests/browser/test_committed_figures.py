@@ -19,7 +19,7 @@ import pytest
 
 from cosmic_tl import plots
 from cosmic_tl.config import RunConfig
-from cosmic_tl.runs.notebook import RUN_SIZES
+from cosmic_tl.workflows.notebook import RUN_SIZES
 from cosmic_tl.shipped import SHIPPED_MODELS
 
 from browser_support import require_browser  # noqa: E402  (tests/browser/browser_support.py)

@@ -15,13 +15,12 @@ import pytest
 from cosmic_tl.config import RunConfig
 from cosmic_tl.explore import write_explorer_page
 from cosmic_tl.explore.projections import cell_key
-from cosmic_tl.runs.pipeline import run_pipeline
+from cosmic_tl.workflows import run_pipeline
 
-from browser_support import require_browser  # noqa: E402  (tests/browser/browser_support.py)
+from browser_support import click_cell, open_explorer, require_browser  # noqa: E402  (tests/browser/browser_support.py)
 
 require_browser()
 
-from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -35,21 +34,9 @@ def page(tmp_path_factory, tiny_model, tiny_model_dir):
     return write_explorer_page(out)
 
 
-def _open(browser, page):
-    browser.get(page.as_uri())
-    WebDriverWait(browser, 60).until(lambda d: d.execute_script("return !!window.cosmicExplorer"))
-    return browser.execute_script("return window.cosmicExplorer.data")
-
-
 def _click_cell(browser, map_key: str, position: int, layer: int) -> None:
-    """A real mouse click at the cell's pixel position on the heatmap's drag layer."""
-    div = browser.find_element(By.ID, f"map-{map_key}")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", div)
-    x, y, width, height = browser.execute_script(
-        "var d = arguments[0], xa = d._fullLayout.xaxis, ya = d._fullLayout.yaxis, r = d.getBoundingClientRect();"
-        "return [xa._offset + xa.l2p(arguments[2]), ya._offset + ya.l2p(arguments[1]), r.width, r.height];",
-        div, position, layer)
-    ActionChains(browser).move_to_element_with_offset(div, int(x - width / 2), int(y - height / 2)).click().perform()
+    """A real mouse click on a cell, then wait until the page shows it selected."""
+    click_cell(browser, map_key, position, layer)
     WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "cell-layer").text == str(layer)
                                      and d.find_element(By.ID, "cell-position").text == str(position))
 
@@ -59,7 +46,7 @@ def _shown_score(browser, key: str) -> str:
 
 
 def test_page_loads_without_errors_and_clicks_select_candidates(browser, page):
-    data = _open(browser, page)
+    data = open_explorer(browser, no_errors=False, page=page)
     severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert severe == [], severe
     assert not browser.find_element(By.ID, "script-status").is_displayed()
@@ -113,7 +100,7 @@ def long_reply_page(tmp_path_factory, tiny_model, tiny_model_dir):
 def test_degenerate_replies_are_flagged_in_the_completion_tables(browser, long_reply_page):
     from cosmic_tl.judges import degenerate_reason
 
-    data = _open(browser, long_reply_page)
+    data = open_explorer(browser, no_errors=False, page=long_reply_page)
     part = data["parts"][0]
     chosen = part["chosen"]
     rows = [r for s in part["completions"][cell_key(chosen["position"], chosen["layer"])]["sets"] for r in s["rows"]]

@@ -6,11 +6,13 @@ bottom in a fresh kernel with ``COSMIC_TL_NOTEBOOK_SIZE=ci`` (tiny sizes, the de
 cell error fails the test. The notebooks run in file order and share one temporary output folder
 (``COSMIC_TL_NOTEBOOK_OUT``), so later notebooks reuse the run folders of earlier ones, as they do
 for a user; each still runs on its own. Figures go to a temporary folder too
-(``COSMIC_TL_NOTEBOOK_FIGURES``), never to the repository's ``figures/``.
+(``COSMIC_TL_NOTEBOOK_FIGURES``), never to the repository's ``figures/``. Every effect a notebook's
+observations print is one of the runs it read, in that effect's own words.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import resource
@@ -22,6 +24,11 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+
+from cosmic_tl.runs import RunFolderError, open_run
+from cosmic_tl.runs.capability import read_capabilities
+from cosmic_tl.runs.effects import effects
+from cosmic_tl.stats import Effect
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -71,15 +78,26 @@ def test_ipynb_is_committed_without_outputs(path):
             assert cell.execution_count is None, f"{path.name} cell {k} has an execution count"
 
 
+def _parameters(source: str) -> dict:
+    """The values a parameter cell assigns; it may hold nothing else (papermill overrides them)."""
+    values = {}
+    for statement in ast.parse(source).body:
+        assert isinstance(statement, ast.Assign) and len(statement.targets) == 1, \
+            f"the parameter cell holds only assignments, not {ast.unparse(statement)!r}"
+        values[statement.targets[0].id] = ast.literal_eval(statement.value)
+    return values
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_structure(path):
-    """A claim first, one parameter cell taking the shared settings, observations computed last."""
+    """A claim first, one parameter cell of plain values, observations computed last."""
     cells = nbformat.read(path, as_version=4).cells
     assert cells[0].cell_type == "markdown" and cells[0].source.startswith("# "), "first cell: the paper's claim"
     parameters = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
     assert len(parameters) == 1, "exactly one cell tagged 'parameters'"
     assert "COSMIC_TL_NOTEBOOK_SIZE" in parameters[0].source, "the parameter cell says how to choose the sizes"
-    assert "NB = notebook_settings()" in parameters[0].source, "sizes and folders come from cosmic_tl.runs.notebook"
+    assert _parameters(parameters[0].source).get("SIZE", "unset") is None, \
+        "SIZE = None: the size comes from COSMIC_TL_NOTEBOOK_SIZE unless set here"
     assert cells[-2].cell_type == "markdown" and "What we observed" in cells[-2].source
     assert cells[-1].cell_type == "code" and "print(" in cells[-1].source
     code = "\n".join(c.source for c in cells if c.cell_type == "code")
@@ -121,3 +139,29 @@ def test_notebook_executes_in_ci_sizes(path, notebook_out, monkeypatch):
     print(f"{path.name}: {time.perf_counter() - start:.0f} s wall, {cpu:.0f} s kernel CPU")
     figures = sorted((notebook_out / "figures").glob(f"{path.stem[:2]}_*.html"))
     assert figures, f"{path.name} saved no figure to figures/"
+    _assert_printed_effects_are_the_runs(notebook, notebook_out)
+
+
+def _effect_texts(out: Path) -> set[str]:
+    """The sentence of every effect of every run under ``out``: each (sub-)run's effects and the
+    pipeline runs' capability effects."""
+    texts = set()
+    for folder in sorted((out / "runs" / "notebooks").iterdir()):
+        try:
+            run = open_run(folder)
+        except RunFolderError:  # e.g. executed/, or a run that never got its record
+            continue
+        for part in (run, *run.subruns().values()):
+            texts |= {str(e) for e in effects(part)}
+        capabilities = read_capabilities(run) or {}
+        texts |= {str(Effect.from_dict(e)) for c in capabilities.values() for e in c["effects"]}
+    return texts
+
+
+def _assert_printed_effects_are_the_runs(notebook, out: Path) -> None:
+    """Every effect sentence the observations print (a line with the McNemar p-value) is, word for
+    word, an effect of a run the notebooks wrote: the numbers come from the runs, not from a copy."""
+    printed = "".join(o.get("text", "") for o in notebook.cells[-1].outputs if o.output_type == "stream")
+    lines = [line.strip().removeprefix("- ") for line in printed.splitlines() if "exact McNemar p =" in line]
+    known = _effect_texts(out)
+    assert [line for line in lines if line not in known] == [], "printed effects that no run holds"

@@ -35,8 +35,8 @@ def test_means_equal_direct_unpadded_computation_for_any_batch_size(tiny_model):
 def test_candidates_are_difference_of_means(tiny_model):
     c = candidate_directions(tiny_model, HARMFUL, HARMLESS, batch_size=2, progress=False)
     assert torch.allclose(c.r, _direct_means(tiny_model, HARMFUL) - _direct_means(tiny_model, HARMLESS), atol=1e-5)
-    assert torch.allclose(c.mu_harmless, _direct_means(tiny_model, HARMLESS), atol=1e-5)
-    assert c.positions == list(range(-tiny_model.n_pos, 0)) and (c.n_harmful, c.n_harmless) == (3, 3)
+    assert torch.allclose(c.mu_neg, _direct_means(tiny_model, HARMLESS), atol=1e-5)
+    assert c.positions == list(range(-tiny_model.n_pos, 0)) and (c.n_positive, c.n_negative) == (3, 3)
 
 
 def test_layer_subset_and_range_errors(tiny_model):

@@ -35,7 +35,7 @@ from cosmic_tl.directions import Direction, DirectionFileError, DirectionMismatc
 from cosmic_tl.generation import generate_completions
 from cosmic_tl.hooks import LinearAblation, ace_addition_hooks, lce_ablation_hooks, lce_addition_hooks
 from cosmic_tl.models import ModelNotFoundError, check_model_source, load_model
-from cosmic_tl.runs.pipeline import run_pipeline
+from cosmic_tl.workflows import run_pipeline
 
 SMALL = dict(preset="tiny", n_train=2, n_val=2, n_test=2, max_new_tokens=3)
 

@@ -106,15 +106,16 @@ def test_full_disk_message_says_rerun(tmp_path, capsys, monkeypatch, tiny_model_
     assert "rerun: finished steps are reused" in line
 
 
-def test_refusal_token_selection_and_the_substring_alias(caplog):
+def test_refusal_token_selection_and_its_variant(capsys):
     from cosmic_tl.cli import config_from_args
 
     parser = build_parser()
-    assert config_from_args(parser.parse_args(["run", "--selection", "refusal-token", "--out", "x"])).selection == "refusal-token"
-    with caplog.at_level("WARNING", logger="cosmic_tl"):
-        old = config_from_args(parser.parse_args(["run", "--selection", "substring", "--out", "x"]))
-    assert old.selection == "refusal-token"
-    assert "--selection substring is deprecated; use --selection refusal-token" in caplog.text
+    args = parser.parse_args(["run", "--selection", "refusal-token", "--refusal-token-variant", "arditi", "--out", "x"])
+    config = config_from_args(args)
+    assert (config.selection, config.refusal_token_variant) == ("refusal-token", "arditi")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--selection", "substring", "--out", "x"])
+    assert "invalid choice: 'substring'" in capsys.readouterr().err
 
 
 def test_negative_alpha_in_exponent_form_is_a_value():
@@ -156,7 +157,7 @@ def test_global_flags_on_either_side_of_the_subcommand():
 
 def test_explore_command_is_registered(tmp_path, capsys, tiny_model, tiny_model_dir):
     from cosmic_tl.config import RunConfig
-    from cosmic_tl.runs.pipeline import run_pipeline
+    from cosmic_tl.workflows import run_pipeline
 
     args = build_parser().parse_args(["explore", "some/run", "--top-k"])
     assert (str(args.run_dir), args.top_k) == ("some/run", 5)

@@ -9,9 +9,11 @@ import pytest
 from cosmic_tl import atomic
 from cosmic_tl.config import PRESETS, ConfigError, RunConfig
 from cosmic_tl.directions import Direction
-from cosmic_tl.runs.pipeline import run_pipeline
+from cosmic_tl.workflows import run_pipeline
 from cosmic_tl.runs import RunFolder, RunFolderError, open_run
+from cosmic_tl.runs.effects import effects
 from cosmic_tl.runs.files import read_json, read_jsonl
+from cosmic_tl.runs.report import run_effects
 
 
 def test_presets_and_overrides():
@@ -26,8 +28,8 @@ def test_n_truthfulqa_overrides_the_preset_and_enters_the_fingerprint_only_when_
     assert RunConfig(preset="demo").sizes.n_truthfulqa == PRESETS["demo"].n_truthfulqa
     assert RunConfig(preset="demo", n_truthfulqa=0).sizes.n_truthfulqa == 0  # 0 skips the check
     assert RunConfig(n_truthfulqa=40).fingerprint() != RunConfig().fingerprint()
-    # Unset, the field is left out of the hash: runs made before it existed keep their fingerprint.
-    assert RunConfig().fingerprint() == "be6eb2d6917a06f2"
+    # Unset, the field is left out of the hash (the default configuration's fingerprint, pinned).
+    assert RunConfig().fingerprint() == "5b041378f49b262c"
     with pytest.raises(ConfigError, match="n_truthfulqa must be an integer >= 0"):
         RunConfig(n_truthfulqa=-1)
 
@@ -150,7 +152,7 @@ def test_arditi_filter_that_keeps_no_prompt_is_named(tiny_model, tiny_model_dir,
 
     monkeypatch.setattr(steps, "filter_by_refusal_score", refuses_nothing)
     cfg = RunConfig(model=str(tiny_model_dir), preset="tiny", n_train=6, n_val=4, n_test=3, selection="refusal-token",
-                    substring_variant="arditi")
+                    refusal_token_variant="arditi")
     with pytest.raises(ValueError, match="Arditi data filter kept 0 of 6 harmful train prompts"):
         run_pipeline(cfg, tmp_path / "r", model=tiny_model, progress=False, log=lambda s: None)
     assert read_json(tmp_path / "r" / "data" / "prompts.json")["harmful_train"] == []
@@ -174,38 +176,44 @@ def _synthetic_run(root, flags: dict[tuple[str, str], list[bool]]):
 
 
 def test_effects_are_paired_mcnemar_tests_with_the_expected_sign(tmp_path, tiny_run):
-    from cosmic_tl.runs.report import render_report, run_effects
+    from cosmic_tl.runs.report import render_report
 
     run = _synthetic_run(tmp_path, {
         ("harmful", "baseline"): [True] * 8, ("harmful", "ablation"): [False] * 8,        # 8 → 0: p = 2/2⁸
         ("harmless", "baseline"): [False] * 8, ("harmless", "addition"): [True] + [False] * 7,  # 0 → 1: p = 1
     })
     harmful, harmless = run_effects(run)
-    assert (harmful["dataset"], harmful["condition"], harmful["expected"]) == ("harmful", "ablation", "decrease")
-    assert (harmful["baseline_count"], harmful["count"], harmful["n"]) == (8, 0, 8)
-    assert harmful["p_value"] == pytest.approx(2 / 2**8) and harmful["significant"]
-    assert harmful["ci_low"] == 0.0 and harmful["ci_high"] == pytest.approx(0.3244, abs=1e-4)  # Wilson 0/8
-    assert harmless["expected"] == "increase" and harmless["p_value"] == 1.0 and not harmless["significant"]
-    assert harmful["judge"] == harmless["judge"] == "substring_matching"
+    assert (harmful.dataset, harmful.condition, harmful.expected) == ("harmful", "ablation", "decrease")
+    assert (harmful.baseline_count, harmful.count, harmful.n) == (8, 0, 8)
+    assert harmful.p_value == pytest.approx(2 / 2**8) and harmful.significant
+    assert harmful.ci_low == 0.0 and harmful.ci_high == pytest.approx(0.3244, abs=1e-4)  # Wilson 0/8
+    assert harmless.expected == "increase" and harmless.p_value == 1.0 and not harmless.significant
+    assert harmful.judge == harmless.judge == "substring_matching"
 
-    summary = {**tiny_run[2], "effects": [harmful, harmless]}
+    summary = {**tiny_run[2], "effects": [harmful.to_dict(), harmless.to_dict()]}
     report = render_report(summary)
     assert "| harmful test | ablation | 1.00 (8/8, 95% CI 0.68–1.00) | 0.00 (0/8, 95% CI 0.00–0.32) | 0.00781 " \
            "| significant decrease |" in report
     assert "| harmless test | addition | 0.00 (0/8, 95% CI 0.00–0.32) | 0.12 (1/8, 95% CI 0.02–0.47) | 1 " \
            "| not distinguishable from no change at this n (8) |" in report
+    # The report's row and the effect's sentence say the same, in the same words.
+    assert str(harmful) == ("harmful · ablation: 1.00 (8/8, 95% CI 0.68–1.00) → 0.00 (0/8, 95% CI 0.00–0.32), "
+                            "exact McNemar p = 0.00781: significant decrease; substring_matching judge.")
+    for effect in (harmful, harmless):
+        assert f"| {effect.baseline_text} | {effect.steered_text} | {effect.p_value:.3g} | {effect.outcome} |" in report
+        assert f"{effect.baseline_text} → {effect.steered_text}, exact McNemar p = {effect.p_value:.3g}: " \
+               f"{effect.outcome}" in str(effect)
 
 
 def test_a_significant_change_of_the_wrong_sign_is_no_effect(tmp_path):
-    from cosmic_tl.runs.report import run_effects, verdict_text
 
     run = _synthetic_run(tmp_path, {
         ("harmful", "baseline"): [False] * 8, ("harmful", "ablation"): [True] * 8,
         ("harmless", "baseline"): [False] * 8, ("harmless", "addition"): [False] * 8,
     })
     harmful = run_effects(run)[0]
-    assert harmful["p_value"] < 0.05 and not harmful["significant"]
-    assert verdict_text(harmful) == "significant increase, opposite to the expected decrease"
+    assert harmful.p_value < 0.05 and not harmful.significant
+    assert harmful.outcome == "significant increase, opposite to the expected decrease"
 
 
 def test_summary_effects_match_the_refusal_table(tiny_run):
@@ -215,6 +223,9 @@ def test_summary_effects_match_the_refusal_table(tiny_run):
     assert (metrics.ci_low <= metrics.refusal_rate).all() and (metrics.refusal_rate <= metrics.ci_high).all()
     assert (metrics["count"] == (metrics.refusal_rate * metrics.n).round()).all()
     assert "effects" in summary and isinstance(summary["effects"], list)
+    # Read back as Effect values, or computed again from the stored flags: the stored entries, unchanged.
+    run = open_run(out)
+    assert [e.to_dict() for e in effects(run)] == [e.to_dict() for e in run_effects(run)] == summary["effects"]
     # One pair of tests per judge: the headline judge's first, then the paper's substring judge's.
     assert [(e["judge"], e["dataset"], e["condition"]) for e in summary["effects"]] == [
         (judge, dataset, condition) for judge in ("refusal_stance", "substring_matching")

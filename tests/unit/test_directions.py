@@ -37,11 +37,11 @@ def candidates():
     mu_harmful = torch.randn(P, L, D, generator=g, dtype=torch.float64)
     return Candidates(
         r=mu_harmful - mu_harmless,
-        mu_harmless=mu_harmless,
-        mu_harmful=mu_harmful,
+        mu_neg=mu_harmless,
+        mu_pos=mu_harmful,
         positions=list(range(-P, 0)),
-        n_harmful=180,
-        n_harmless=180,
+        n_positive=180,
+        n_negative=180,
         meta={"model": "tiny", "hf_id": "local/tiny", "n_layers": L, "d_model": D, "system": "none"},
     )
 
@@ -59,7 +59,7 @@ def saved(direction, tmp_path):
 
 def test_candidates_direction_picks_slice_reference_and_meta(candidates, direction):
     assert torch.equal(direction.vector, candidates.r[3, 6])
-    assert torch.equal(direction.reference, candidates.mu_harmless[3, 6])
+    assert torch.equal(direction.reference, candidates.mu_neg[3, 6])
     assert (direction.layer, direction.position, direction.hook_point) == (6, -2, "resid_pre")
     assert direction.meta["model"] == "tiny" and direction.meta["steering"] == "ace"
     assert direction.meta["n_harmful"] == 180 and direction.meta["n_layers"] == L
@@ -230,10 +230,10 @@ def test_truncated_safetensors_whose_length_looks_like_pickle_magic(tmp_path, no
 def test_candidates_roundtrip_exact(candidates, tmp_path):
     path = candidates.save(tmp_path / "c" / "candidates.safetensors")
     loaded = Candidates.load(path)
-    for name in ("r", "mu_harmless", "mu_harmful"):
+    for name in ("r", "mu_neg", "mu_pos"):
         assert torch.equal(getattr(loaded, name), getattr(candidates, name))
     assert loaded.positions == candidates.positions and loaded.meta == candidates.meta
-    assert (loaded.n_harmful, loaded.n_harmless) == (180, 180)
+    assert (loaded.n_positive, loaded.n_negative) == (180, 180)
 
 
 def test_candidates_invalid_files(candidates, tmp_path):
@@ -241,7 +241,7 @@ def test_candidates_invalid_files(candidates, tmp_path):
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(DirectionFileError, match="truncated"):
         Candidates.load(path)
-    inconsistent = Candidates(candidates.r * 2, candidates.mu_harmless, candidates.mu_harmful,
+    inconsistent = Candidates(candidates.r * 2, candidates.mu_neg, candidates.mu_pos,
                               candidates.positions, 1, 1)
     inconsistent.save(path)
     with pytest.raises(DirectionFileError, match="inconsistent"):
@@ -255,13 +255,13 @@ def test_candidates_invalid_files(candidates, tmp_path):
 
 def test_candidates_validation(candidates):
     with pytest.raises(ValueError, match="Shapes differ"):
-        Candidates(candidates.r, candidates.mu_harmless[:, :3], candidates.mu_harmful, [-2, -1], 1, 1)
+        Candidates(candidates.r, candidates.mu_neg[:, :3], candidates.mu_pos, [-2, -1], 1, 1)
     with pytest.raises(ValueError, match="positions"):
-        Candidates(candidates.r, candidates.mu_harmless, candidates.mu_harmful, [-1, -2], 1, 1)
+        Candidates(candidates.r, candidates.mu_neg, candidates.mu_pos, [-1, -2], 1, 1)
     nan = candidates.r.clone()
     nan[0, 0, 0] = math.nan
     with pytest.raises(ValueError, match="NaN"):
-        Candidates(nan, candidates.mu_harmless, candidates.mu_harmful, candidates.positions, 1, 1)
+        Candidates(nan, candidates.mu_neg, candidates.mu_pos, candidates.positions, 1, 1)
 
 
 # ------------------------------------------------------- edits, strict types, versions, zero vectors
@@ -325,7 +325,7 @@ def test_badly_typed_fields_are_refused_even_with_a_matching_hash(saved, changes
     [({"n_layers": True}, r"meta\['n_layers'\] must be an integer, got the boolean True"),
      ({"n_layers": "10"}, r"meta\['n_layers'\] must be an integer, got '10'"),
      ({"alpha": "1.0"}, r"meta\['alpha'\] must be a finite number"),
-     ({"steering": "ACE"}, r"meta\['steering'\] must be one of ace, lce"),
+     ({"steering": " "}, r"meta\['steering'\] must name a steering rule"),
      ({"model": 5}, r"meta\['model'\] must be a string")],
 )
 def test_badly_typed_meta_is_refused_on_load_and_construction(saved, direction, meta_change, message):
@@ -486,7 +486,7 @@ def test_candidates_save_failure_keeps_the_old_file(candidates, tmp_path, monkey
     before = path.read_bytes()
     _replace_failing_at(monkeypatch, 1)
     with pytest.raises(OSError, match="Could not save the candidates .*Nothing was replaced"):
-        Candidates(candidates.r * 2, candidates.mu_harmless, candidates.mu_harmless + candidates.r * 2,
+        Candidates(candidates.r * 2, candidates.mu_neg, candidates.mu_neg + candidates.r * 2,
                    candidates.positions, 1, 1).save(path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["candidates.safetensors"]
 
@@ -520,8 +520,8 @@ def test_edited_candidates_are_detected(candidates, tmp_path):
     path = candidates.save(path)
     shift = torch.zeros_like(candidates.r)
     shift[0, 0, 0] = 1.0
-    _rewrite_candidates(path, tensors={"r": candidates.r + shift, "mu_harmless": candidates.mu_harmless,
-                                       "mu_harmful": candidates.mu_harmful + shift})
+    _rewrite_candidates(path, tensors={"r": candidates.r + shift, "mu_harmless": candidates.mu_neg,
+                                       "mu_harmful": candidates.mu_pos + shift})
     with pytest.raises(DirectionFileError, match="was edited since it was saved"):
         Candidates.load(path)
 
@@ -550,7 +550,7 @@ def test_version_1_candidates_still_load(candidates, tmp_path):
     data = json.loads(json.loads(path.read_bytes()[8:8 + int.from_bytes(path.read_bytes()[:8], "little")])
                       ["__metadata__"]["cosmic_tl"])
     data.pop("content_sha256")
-    save_file({"r": candidates.r, "mu_harmless": candidates.mu_harmless, "mu_harmful": candidates.mu_harmful},
+    save_file({"r": candidates.r, "mu_harmless": candidates.mu_neg, "mu_harmful": candidates.mu_pos},
               path, metadata={"cosmic_tl": json.dumps(data)})
     assert torch.equal(Candidates.load(path).r, candidates.r)
 
@@ -558,30 +558,27 @@ def test_version_1_candidates_still_load(candidates, tmp_path):
 OLD_CANDIDATES = Path(__file__).parent / "fixtures" / "candidates_ffb93d9.safetensors"
 
 
-def test_candidates_saved_by_an_earlier_version_load_under_the_neutral_names():
-    """Written by the Candidates of commit ffb93d9 (harmful/harmless fields); its seeded tensors
-    (torch.Generator seed 0: mu_harmless then mu_harmful, randn(2, 3, 4) float64) sum as below."""
+def test_candidates_file_of_commit_ffb93d9_loads():
+    """Written by the Candidates of commit ffb93d9; its seeded tensors (torch.Generator seed 0:
+    mu_harmless then mu_harmful, randn(2, 3, 4) float64) sum as below."""
     cands = Candidates.load(OLD_CANDIDATES)
-    assert (cands.n_pos, cands.n_neg, cands.positions) == (5, 6, [-2, -1])
+    assert (cands.n_positive, cands.n_negative, cands.positions) == (5, 6, [-2, -1])
     assert float(cands.mu_pos.sum()) == pytest.approx(8.732531210947446)
     assert float(cands.mu_neg.sum()) == pytest.approx(-8.279275769332582)
     assert torch.equal(cands.r, cands.mu_pos - cands.mu_neg)
-    # The refusal names remain as read-only aliases.
-    assert cands.mu_harmful is cands.mu_pos and cands.mu_harmless is cands.mu_neg
-    assert (cands.n_harmful, cands.n_harmless) == (5, 6)
-    with pytest.raises(AttributeError):
-        cands.mu_harmful = cands.mu_neg
 
 
-def test_candidates_take_the_neutral_and_the_refusal_keywords(tmp_path):
-    mu = torch.zeros(1, 2, 3, dtype=torch.float64)
-    neutral = Candidates(r=mu + 1, mu_neg=mu, mu_pos=mu + 1, positions=[-1], n_pos=2, n_neg=3)
-    refusal = Candidates(r=mu + 1, mu_harmless=mu, mu_harmful=mu + 1, positions=[-1], n_harmful=2, n_harmless=3)
-    assert (refusal.n_pos, refusal.n_neg) == (neutral.n_pos, neutral.n_neg) == (2, 3)
-    assert torch.equal(refusal.mu_pos, neutral.mu_pos)
-    # The file carries the refusal names of the candidates file format.
+def test_candidates_have_one_name_per_field(tmp_path):
+    """n_pos means positions everywhere (ChatModel.n_pos, the first axis of r); the prompt counts
+    are n_positive / n_negative, and the refusal names are neither keywords nor attributes."""
+    mu = torch.zeros(2, 2, 3, dtype=torch.float64)
+    cands = Candidates(r=mu + 1, mu_neg=mu, mu_pos=mu + 1, positions=[-2, -1], n_positive=2, n_negative=3)
+    assert cands.r.shape[0] == len(cands.positions) == 2 and (cands.n_positive, cands.n_negative) == (2, 3)
+    for name in ("n_pos", "n_neg", "n_harmful", "n_harmless", "mu_harmful", "mu_harmless"):
+        assert not hasattr(cands, name), name
+    with pytest.raises(TypeError):
+        Candidates(r=mu, mu_harmless=mu, mu_harmful=mu, positions=[-2, -1], n_harmful=1, n_harmless=1)
+    # The file keeps the names of the candidates file format.
     from safetensors.torch import load_file
 
-    assert set(load_file(neutral.save(tmp_path / "c.safetensors"))) == {"r", "mu_harmless", "mu_harmful"}
-    with pytest.raises(TypeError, match="both mu_pos and its refusal name mu_harmful"):
-        Candidates(r=mu, mu_neg=mu, mu_pos=mu, mu_harmful=mu, positions=[-1], n_pos=1, n_neg=1)
+    assert set(load_file(cands.save(tmp_path / "c.safetensors"))) == {"r", "mu_harmless", "mu_harmful"}

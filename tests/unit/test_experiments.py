@@ -17,8 +17,9 @@ from cosmic_tl.runs.files import read_csv, read_json
 from cosmic_tl.config import RunConfig
 from cosmic_tl.directions import Direction
 from cosmic_tl.experiments import ADV_SYSTEM_PROMPT, run_adversarial, run_agreement, run_weak
-from cosmic_tl.experiments.adversarial import adversarial_model
+from cosmic_tl.experiments.adversarial import adversarial_model, read_refusal_scores, read_saturation
 from cosmic_tl.experiments.agreement import agreement_from_table, spearman, topk_overlap
+from cosmic_tl.experiments.weak import read_sweep, sweep_effects
 from cosmic_tl.selection import CandidateScorer
 from cosmic_tl.steering import steering_hooks
 
@@ -75,21 +76,21 @@ def synthetic_candidates():
     r = torch.zeros(2, 10, 4, dtype=torch.float64)
     r[0, 2, 0] = 1.0  # (-2, 2) = e0
     r[1, 3, :2] = 1.0  # (-1, 3) = e0 + e1
-    return Candidates(r=r, mu_harmless=torch.zeros_like(r), mu_harmful=r.clone(), positions=[-2, -1],
-                      n_harmful=1, n_harmless=1)
+    return Candidates(r=r, mu_neg=torch.zeros_like(r), mu_pos=r.clone(), positions=[-2, -1],
+                      n_positive=1, n_negative=1)
 
 
 def test_agreement_on_synthetic_table(synthetic_table, synthetic_candidates):
     ag = agreement_from_table(synthetic_table, 10, candidates=synthetic_candidates)
     m = ag.metrics
-    assert m["cosmic_pick"] == [-2, 2] and m["substring_pick"] == [-1, 3]
+    assert m["cosmic_pick"] == [-2, 2] and m["refusal_token_pick"] == [-1, 3]
     assert m["exact_match"] is False and m["abs_delta_layer"] == 1
     assert m["cosine_picks"] == pytest.approx(1 / math.sqrt(2))
     reasons = ag.cosmic.set_index(["position", "layer"]).reason
     assert reasons[(-1, 3)].startswith("pos -1 median rule") and reasons[(-2, 3)].startswith("kl")
     # Kept, ranked (ties keep table order): COSMIC (-2,2) (-1,1) (-2,1) (-1,2) (-1,0) (-2,0);
-    # substring (-1,3) (-1,1) (-1,2) (-1,0) (-2,1) (-2,2) (-2,0).
-    assert m["n_kept_cosmic"] == 6 and m["n_kept_substring"] == 7
+    # refusal-token (-1,3) (-1,1) (-1,2) (-1,0) (-2,1) (-2,2) (-2,0).
+    assert m["n_kept_cosmic"] == 6 and m["n_kept_refusal_token"] == 7
     assert m["top5_overlap"] == pytest.approx(4 / 5)
     assert m["top10_overlap"] == pytest.approx(6 / 6)
     # All 8 scored. Average ranks of COSMIC score: [1, 4.5, 7, 2.5, 2.5, 6, 4.5, 8];
@@ -104,9 +105,9 @@ def test_agreement_on_synthetic_table(synthetic_table, synthetic_candidates):
 def test_agreement_reports_a_method_left_with_nothing(synthetic_table):
     table = synthetic_table.assign(kl=1.0)  # every candidate fails the KL filter
     ag = agreement_from_table(table, 10)
-    assert ag.metrics["cosmic_pick"] is None and ag.metrics["substring_pick"] is None
+    assert ag.metrics["cosmic_pick"] is None and ag.metrics["refusal_token_pick"] is None
     assert "filtered out" in ag.metrics["cosmic_error"] and ag.metrics["exact_match"] is None
-    assert not ag.cosmic.chosen.any() and not ag.substring.kept.any()
+    assert not ag.cosmic.chosen.any() and not ag.refusal_token.kept.any()
 
 
 # -- end to end on the tiny model ------------------------------------------------------------
@@ -153,7 +154,7 @@ def test_agreement_end_to_end(tiny_model, config, tmp_path, monkeypatch):
     out = tmp_path / "agreement"
     df = run_agreement(config, out, model=tiny_model, progress=False, log=log)
     assert {"directions", "eval_layers", "scoring", "agreement", "figures"} <= set(log.ran())
-    assert len(df) == 1 and {"cosmic_pick", "substring_pick", "spearman", "top5_overlap"} <= set(df.columns)
+    assert len(df) == 1 and {"cosmic_pick", "refusal_token_pick", "spearman", "top5_overlap"} <= set(df.columns)
     for f in ("report.md", "scoring/table.csv", "agreement/metrics.csv", "agreement/cosmic_table.csv",
               "figures/agreement_scatter.html"):
         assert (out / f).is_file(), f
@@ -179,13 +180,13 @@ def test_adversarial_end_to_end(tiny_model, config, tmp_path, monkeypatch):
     assert adv.n_pos == tiny_model.n_pos and ADV_SYSTEM_PROMPT in adv.format(["x"])[0]
     assert ADV_SYSTEM_PROMPT not in tiny_model.format(["x"])[0]  # the shared model is unchanged
     df = run_adversarial(config, out, model=tiny_model, progress=False, log=Log())
-    assert list(zip(df.method, df.extraction)) == [("cosmic", "adversarial"), ("substring", "adversarial"),
+    assert list(zip(df.method, df.extraction)) == [("cosmic", "adversarial"), ("refusal_token", "adversarial"),
                                                   ("cosmic", "normal")]
     assert {"pick", "harmful_refusal_baseline", "harmful_refusal_ablation", "harmless_refusal_baseline",
             "harmless_refusal_addition"} <= set(df.columns)
     adv_c = Candidates.load(out / "directions" / "adversarial.safetensors")
     norm_c = Candidates.load(out / "directions" / "normal.safetensors")
-    assert not torch.allclose(adv_c.mu_harmful, norm_c.mu_harmful)  # the system prompt was used
+    assert not torch.allclose(adv_c.mu_pos, norm_c.mu_pos)  # the system prompt was used
     sat = read_csv(out / "saturation" / "summary.csv")
     assert set(sat.system) == {"none", "adversarial"} and (sat.n == [8, 8, 4, 4] * 2).all()
     for _, row in df.iterrows():
@@ -196,15 +197,16 @@ def test_adversarial_end_to_end(tiny_model, config, tmp_path, monkeypatch):
     assert (out / "figures" / "saturation.html").is_file() and (out / "explorer.html").is_file()
     report = (out / "report.md").read_text()
     assert "Unsteered: harmful " in report and "/2, 95% CI " in report
-    found = [key for key in ("cosmic_adversarial", "substring_adversarial", "cosmic_normal")
+    found = [key for key in ("cosmic_adversarial", "refusal_token_adversarial", "cosmic_normal")
              if "error" not in read_json(out / "selection" / key / "summary.json")]
     for key in found:  # each found direction's paired test against the unsteered normal model
         assert f"| harmful test | {key}_ablation | " in report and f"| harmless test | {key}_addition | " in report
     run = open_run(out)
     assert run.kind == "adversarial" and sorted(run.subruns()) == ["cosmic_adversarial", "cosmic_normal",
-                                                                   "substring_adversarial"]
+                                                                   "refusal_token_adversarial"]
+    assert read_saturation(run).equals(sat) and set(read_refusal_scores(run).system) == {"none", "adversarial"}
     normal = run.subrun("cosmic_normal")
-    assert torch.equal(normal.candidates().mu_harmful, norm_c.mu_harmful)
+    assert torch.equal(normal.candidates().mu_pos, norm_c.mu_pos)
     if normal.direction() is not None:  # its completions are the sub-run's conditions, unprefixed
         assert ("harmful", "ablation") in normal.conditions()
         assert normal.completions("harmful", "ablation") == run.completions("harmful", "cosmic_normal_ablation")
@@ -214,9 +216,9 @@ def test_adversarial_end_to_end(tiny_model, config, tmp_path, monkeypatch):
 def test_adversarial_arditi_filter_leaving_nothing_is_reported(tiny_model, config, tmp_path):
     # The random tiny model never puts mass on refusal tokens, so no harmful prompt has a positive
     # refusal score: Arditi's filter keeps no harmful prompt.
-    cfg = dataclasses.replace(config, substring_variant="arditi")
+    cfg = dataclasses.replace(config, refusal_token_variant="arditi")
     df = run_adversarial(cfg, tmp_path / "adv_arditi", model=tiny_model, progress=False, log=Log())
-    row = df[df.method == "substring"].iloc[0]
+    row = df[df.method == "refusal_token"].iloc[0]
     assert row.pick is None or row.pick != row.pick
     assert "filters leave nothing" in row.note and "harmful_train" in row.note
     assert math.isnan(row.harmful_refusal_ablation)
@@ -235,7 +237,10 @@ def test_weak_end_to_end_and_stage2_hooks_active(tiny_model, config, tmp_path, m
     assert (out / "figures" / "effects.html").is_file() and (out / "explorer.html").is_file()
     report = (out / "report.md").read_text()
     assert "| harmful test | weak_baseline | " in report and "| harmless test | weak_add_2 | " in report
-    assert "Ablating r₁ (M → M′), harmful refusal" in report and "/2, 95% CI " in report
+    assert read_sweep(open_run(out)).equals(df)
+    stage1 = sweep_effects(open_run(out))[0]  # M′ against M: the report's sentence is the effect's own
+    assert (stage1.dataset, stage1.condition) == ("harmful", "weak_baseline")
+    assert f"Ablating r₁ (M → M′): {stage1}" in report and "/2, 95% CI " in report
 
     # Stage-2 candidates were read inside M′: below r₁'s layer nothing changed, at its layer
     # every position lost its r̂₁-component (ACE ablation sets it to the harmless mean's).
@@ -287,8 +292,10 @@ def test_weak_rejects_bad_alphas(config, tmp_path):
 
 
 def test_cli_commands_reach_the_experiments(monkeypatch, tmp_path, tiny_model_dir):
+    import dataclasses
+
     from cosmic_tl import cli
-    from cosmic_tl.experiments import weak
+    from cosmic_tl.experiments import EXPERIMENTS
 
     seen = {}
 
@@ -296,7 +303,7 @@ def test_cli_commands_reach_the_experiments(monkeypatch, tmp_path, tiny_model_di
         seen.update(cfg=cfg, alphas=list(alphas), natural=natural)
         (tmp_path / "report.md").write_text("weak report")
 
-    monkeypatch.setattr(weak, "run_weak", fake_run_weak)
+    monkeypatch.setitem(EXPERIMENTS, "weak", dataclasses.replace(EXPERIMENTS["weak"], run=fake_run_weak))
     rc = cli.main(["-q", "weak", "--model", str(tiny_model_dir), "--preset", "tiny", "--alphas", "1", "4",
                    "--natural", "--out", str(tmp_path)])
     assert rc == 0 and seen["alphas"] == [1.0, 4.0] and seen["natural"] is True

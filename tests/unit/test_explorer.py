@@ -17,13 +17,12 @@ from cosmic_tl.candidates import Candidates
 from cosmic_tl.config import RunConfig
 from cosmic_tl.explore import ExplorerInputError, build_explorer_data, write_explorer_page
 from cosmic_tl.explore.cli import add_explore_command
-from cosmic_tl.explore.maps import SELECTED_TRACE
+from cosmic_tl.explore.maps import CELLS_TRACE, SELECTED_TRACE
 from cosmic_tl.explore.precompute import precompute_top_k
 from cosmic_tl.explore.projections import cell_key, prompt_projections, train_mean_projections
-from cosmic_tl.explore.source import run_parts
 from cosmic_tl.explore.widget import explore
 from cosmic_tl.generation import generate_completions
-from cosmic_tl.runs.pipeline import run_pipeline
+from cosmic_tl.workflows import run_pipeline
 from cosmic_tl.steering import steering_hooks
 
 
@@ -79,19 +78,37 @@ def test_chosen_candidates_completions_and_effects_come_from_the_run(tiny_run):
     assert effect["n"] == len(saved) and 0 <= effect["ci_low"] <= effect["rate"] <= effect["ci_high"] <= 1
 
 
+def test_counts_and_verdicts_shown_are_the_runs_own(tiny_run):
+    """Effects equal summary.json's (every judge, the headline one first); each reply is marked as the
+    run's judge counted it (a reply too short to answer counts as a refusal); every prompt is listed."""
+    from cosmic_tl.runs import open_run
+    from cosmic_tl.runs.report import judged_flags
+
+    run = open_run(tiny_run)
+    part = build_explorer_data(tiny_run)["parts"][0]
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    assert part["effects"] == summary["effects"] and len({e["judge"] for e in part["effects"]}) > 1
+    sets = part["completions"][cell_key(part["chosen"]["position"], part["chosen"]["layer"])]["sets"]
+    for s, condition in zip(sets, ("ablation", "addition")):
+        assert s["judge"] == summary["effects"][0]["judge"] and len(s["rows"]) == summary["config"]["resolved_sizes"]["n_test"]
+        assert [r["steered_counted"] for r in s["rows"]] == judged_flags(run, s["dataset"], condition, s["judge"])
+        assert [r["baseline_counted"] for r in s["rows"]] == judged_flags(run, s["dataset"], "baseline", s["judge"])
+
+
 def test_train_mean_projection_is_the_mean_of_the_train_prompts_projections(tiny_run, tiny_model):
     """The page's model-free curve must equal what projecting every train prompt gives, on average."""
     prompts = json.loads((tiny_run / "data" / "prompts.json").read_text())
     cands = _candidates(tiny_run)
-    from_means = train_mean_projections(cands)
+    names, counts = ("harmful", "harmless"), (len(prompts["harmful_train"]), len(prompts["harmless_train"]))
+    from_means = train_mean_projections(cands, names, counts)
     from_prompts = prompt_projections(tiny_model, cands, prompts["harmful_train"], prompts["harmless_train"],
-                                      split="train", progress=False)
+                                      names=names, split="train", progress=False)
     i, layer = 3, 4
     key = cell_key(cands.positions[i], layer)
     unit = cands.r[i, layer] / cands.r[i, layer].norm()
-    assert from_means["curves"][key]["harmful"]["mean"] == pytest.approx(
-        (cands.mu_harmful[i] @ unit).tolist(), rel=1e-4)
-    for cls in ("harmful", "harmless"):
+    assert from_means["curves"][key]["positive"]["mean"] == pytest.approx((cands.mu_pos[i] @ unit).tolist(), rel=1e-4)
+    assert f"{counts[0]} harmful / {counts[1]} harmless train prompts" in from_means["label"]
+    for cls in ("positive", "negative"):
         assert from_prompts["curves"][key][cls]["mean"] == pytest.approx(
             from_means["curves"][key][cls]["mean"], rel=1e-3, abs=1e-3)
         assert any(s > 0 for s in from_prompts["curves"][key][cls]["std"])
@@ -128,7 +145,9 @@ def test_widget_select_updates_every_linked_view(tiny_run):
         assert (list(marker.x), list(marker.y)) == ([filtered["layer"]], [filtered["position"]])
     curve = part["projections"]["curves"][cell_key(filtered["position"], filtered["layer"])]
     lines = [t for t in view.projection.data if t.mode == "lines+markers"]
-    assert [list(t.y) for t in lines] == [curve["harmful"]["mean"], curve["harmless"]["mean"]]
+    assert [list(t.y) for t in lines] == [curve["positive"]["mean"], curve["negative"]["mean"]]
+    assert [t.name for t in lines] == ["harmful", "harmless"]
+    assert view.projection.layout.xaxis.title.text and view.projection.layout.yaxis.title.text
     assert "No completions saved" in view.completions.value
 
 
@@ -138,7 +157,7 @@ def test_clicking_a_map_cell_selects_that_candidate(tiny_run):
     view = explore(tiny_run)
     kept = [c for c in view.part["candidates"].values() if c["kept"] and not c["chosen"]]
     target = kept[0]
-    heatmap = next(t for t in view.maps[2].data if t.type == "heatmap")
+    heatmap = next(t for t in view.maps[2].data if t.name == CELLS_TRACE)
     heatmap._dispatch_on_click(Points([[0, 0]], [target["layer"]], [target["position"]], heatmap.name, 0),
                                InputDeviceState())
     assert view.candidate()["rank"] == target["rank"]
@@ -206,46 +225,18 @@ def test_explore_command_writes_the_page_without_a_model(tiny_run, tmp_path):
 
 
 def test_bad_input_is_refused_before_any_work(tmp_path, tiny_run):
-    with pytest.raises(ExplorerInputError, match="not a run folder.*config.json"):
+    with pytest.raises(ExplorerInputError, match="not a cosmic_tl run folder.*config.json"):
         build_explorer_data(tmp_path)
     with pytest.raises(ValueError, match="--top-k"):
         precompute_top_k(tiny_run, top_k=0, log=lambda _: None)
 
 
-def test_weak_experiment_folder_shows_both_stages(tiny_run, tmp_path):
-    """A weak-experiment layout (stage1/, stage2/, selection/<stage>/) becomes two parts; stage 2 steers
-    inside M′ (the ablation of stage 1's direction)."""
-    root = tmp_path / "weak"
-    for stage in ("stage1", "stage2"):
-        (root / stage).mkdir(parents=True)
-        shutil.copy(tiny_run / "directions" / "candidates.safetensors", root / stage / "candidates.safetensors")
-        shutil.copy(tiny_run / "eval_layers" / "eval_layers.json", root / stage / "eval_layers.json")
-        shutil.copytree(tiny_run / "selection", root / "selection" / stage)
-    shutil.copytree(tiny_run / "data", root / "data")
-    (root / "completions").mkdir()
-    for dataset in ("harmful", "harmless"):
-        for name in ("original", "weak_baseline", "weak_add_1"):
-            shutil.copy(tiny_run / "completions" / f"{dataset}_baseline.jsonl", root / "completions" / f"{dataset}_{name}.jsonl")
-    config = json.loads((tiny_run / "config.json").read_text())["config"]
-    record = {"experiment": "weak", "params": {"alphas": [1.0, 2.0], "natural": False}, "run": config}
-    (root / "config.json").write_text(json.dumps({"fingerprint": "f", "config": record}))
-    parts = run_parts(root)
-    assert [p.key for p in parts] == ["stage1", "stage2"]
-    data = build_explorer_data(root)
-    assert [p["key"] for p in data["parts"]] == ["stage1", "stage2"]
-    stage2 = data["parts"][1]
-    assert {s["dataset"] for s in next(iter(stage2["completions"].values()))["sets"]} == {"harmful", "harmless"}
-
-    class Model:
-        n_layers = 10
-
-    assert parts[0].model_hooks is None and len(parts[1].model_hooks(Model())) > 0
-
-
 def test_cosine_map_outlines_l_low_at_the_block_input_it_feeds(tiny_run):
     """L_low are block outputs j; on the block-input axis ℓ they feed block j + 1, so the outline is
-    drawn there (a mutant drawing it at ℓ = j outlines the wrong column)."""
+    drawn there (a mutant drawing it at ℓ = j outlines the wrong column). The final norm's output
+    j = n − 1 feeds no block: it gets a column of its own ticked "final norm" on every map."""
     from cosmic_tl.explore.maps import map_figure
+    from cosmic_tl.plots import FINAL_NORM
 
     part = build_explorer_data(tiny_run)["parts"][0]
     cosine = next(m for m in part["maps"] if m["kind"] == "cosine")
@@ -254,5 +245,33 @@ def test_cosine_map_outlines_l_low_at_the_block_input_it_feeds(tiny_run):
     assert centres == sorted(j + 1 for j in part["eval_layers"]) and centres
     assert fig.layout.xaxis.title.text == "block input ℓ (resid_pre)"
     assert fig.layout.xaxis.range[1] >= max(centres) + 0.5
+    assert FINAL_NORM not in fig.layout.xaxis.ticktext  # L_low = [1] reads no final norm
     score = next(m for m in part["maps"] if m["kind"] != "cosine")
     assert not map_figure(part, score).layout.shapes  # L_low is drawn on the cosine map only
+
+    n = part["n_layers"]
+    final = {**part, "eval_layers": [1, n - 1]}
+    for map_ in (cosine, score):
+        axis = map_figure(final, map_).layout.xaxis
+        assert dict(zip(axis.tickvals, axis.ticktext))[n] == FINAL_NORM and n not in part["layers"]
+        assert axis.range[1] == n + 0.5  # the same columns on every map
+    assert sorted((s.x0 + s.x1) / 2 for s in map_figure(final, cosine).layout.shapes) == [2, n]
+
+
+def test_a_precomputation_of_an_older_page_data_version_is_refused_in_one_line(tiny_run, tmp_path):
+    from cosmic_tl.explore.store import PRECOMPUTED, load_precomputed
+    from cosmic_tl.runs import open_run
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    fingerprint = json.loads((run / "config.json").read_text())["fingerprint"]
+    (run / "explorer").mkdir(exist_ok=True)
+    # Version 1 wrote no version and other row keys: never shown as this explorer's data.
+    (run / PRECOMPUTED).write_text(json.dumps({"fingerprint": fingerprint, "top_k": 2, "parts": {"run": {
+        "completions": {"-1,0": {"source": "precomputed", "sets": [{"rows": [{"refused": True}]}]}}}}}))
+    with pytest.raises(ExplorerInputError) as error:
+        build_explorer_data(run)
+    message = str(error.value)
+    assert "\n" not in message and "page-data version 1" in message
+    assert f"rerun `cosmic-tl explore {run} --top-k N`" in message
+    assert load_precomputed(open_run(run), refuse_other_version=False) == {}  # what --top-k starts from

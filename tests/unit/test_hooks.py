@@ -263,7 +263,7 @@ def test_direction_recorded_on_another_model_warns_and_shapes_are_checked(rng_ve
 
 
 def test_the_rule_table_defines_each_rule_once():
-    assert list(STEERING_RULES) == ["ace", "lce"]
+    assert list(STEERING_RULES) == ["ace", "lce", "projected", "norm_preserving"]
     ace, lce = steering_rule("ace"), steering_rule("lce")
     assert ace.acts_at_one_layer("ablation") and ace.acts_at_one_layer("addition") and ace.needs_reference
     assert not lce.acts_at_one_layer("ablation") and lce.acts_at_one_layer("addition") and lce.edits_in_place
@@ -272,11 +272,12 @@ def test_the_rule_table_defines_each_rule_once():
     assert lce.lowest_affected_readout("addition", 6, readout_after_intervention=True) == 5
     assert lce.lowest_affected_readout("addition", 6, readout_after_intervention=False) == 6
     assert lce.lowest_affected_readout("ablation", 6, readout_after_intervention=True) == 0
-    with pytest.raises(ValueError, match="Unknown steering 'caa'; expected one of \\('ace', 'lce'\\)"):
+    expected = "\\('ace', 'lce', 'projected', 'norm_preserving'\\)"
+    with pytest.raises(ValueError, match=f"Unknown steering 'caa'; expected one of {expected}"):
         steering_rule("caa")
-    from cosmic_tl.config import STEERING
+    from cosmic_tl.config import steering_choices
 
-    assert STEERING == ("ace", "lce")
+    assert steering_choices() == tuple(STEERING_RULES)
 
 
 def _one_layer_linear_ablation(vector, reference, layer, n_layers, alpha):

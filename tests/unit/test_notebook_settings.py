@@ -1,18 +1,48 @@
-"""The notebooks' shared settings (cosmic_tl.runs.notebook): the size switch, where runs and
-figures go, and finding a configuration's run folder instead of a hand-typed name."""
+"""The notebooks' shared settings (cosmic_tl.workflows.notebook): the size switch, where runs and
+figures go, the set-up every notebook needs, showing and saving a figure, and finding a
+configuration's run folder (with or without a concept) instead of a hand-typed name."""
 
 from __future__ import annotations
 
+import plotly.graph_objects as go
+import plotly.io as pio
 import pytest
+import torch
 
+from cosmic_tl.concepts import builtin_concept
 from cosmic_tl.config import RunConfig
-from cosmic_tl.runs.notebook import RUN_SIZES, notebook_settings
+from cosmic_tl.workflows import notebook
+from cosmic_tl.workflows.notebook import RUN_SIZES, notebook_settings
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
     for name in ("COSMIC_TL_NOTEBOOK_SIZE", "COSMIC_TL_NOTEBOOK_OUT", "COSMIC_TL_NOTEBOOK_FIGURES", "CI"):
         monkeypatch.delenv(name, raising=False)
+    # notebook_settings changes process-wide state: restore it after each test.
+    renderer, grad = pio.renderers.default, torch.is_grad_enabled()
+    yield
+    pio.renderers.default = renderer
+    torch.set_grad_enabled(grad)
+
+
+def test_settings_set_up_what_every_notebook_needs():
+    pio.renderers.default = "browser"
+    torch.set_grad_enabled(True)
+    notebook_settings()
+    assert pio.renderers.default == notebook.RENDERER and not torch.is_grad_enabled()
+    assert notebook_settings("ci").size == "ci"  # the parameter cell's SIZE wins over the environment
+
+
+def test_show_saves_the_figure_where_the_notebooks_keep_them_and_shows_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("COSMIC_TL_NOTEBOOK_FIGURES", str(tmp_path / "figs"))
+    shown = []
+    monkeypatch.setattr(go.Figure, "show", lambda fig, *a, **k: shown.append(fig))
+    nb = notebook_settings("ci")
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[1, 0]))
+    assert nb.show(fig, "00_line") is None  # nothing echoed under the cell
+    assert shown == [fig] and (tmp_path / "figs" / "00_line.html").is_file()
+    assert (tmp_path / "figs" / "plotly.min.js").is_file() and not (tmp_path / "figs" / "00_line.png").exists()
 
 
 def test_size_switch_defaults_and_refusal(monkeypatch):
@@ -59,3 +89,16 @@ def test_find_or_make_reuses_the_run(tmp_path, monkeypatch, tiny_model, tiny_mod
     again = nb.pipeline("cosmic-ace", config, model=tiny_model)
     assert (again.root / "steps" / "selection.json").stat().st_mtime_ns == stamp
     assert again.selection_summary() == run.selection_summary()
+
+
+def test_a_concept_run_has_its_own_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("COSMIC_TL_NOTEBOOK_OUT", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(notebook, "run_pipeline", lambda config, folder, **kw: calls.append((folder, kw)))
+    monkeypatch.setattr(notebook, "open_run", lambda folder: folder)
+    nb = notebook_settings("ci")
+    config, chinese = RunConfig(**nb.run_sizes), builtin_concept("chinese")
+    folder = nb.pipeline("chinese", config, concept=chinese)
+    assert folder == nb.run_folder("chinese", config.fingerprint(chinese)) == nb.find("chinese", config, concept=chinese)
+    assert folder != nb.run_folder("chinese", config.fingerprint())
+    assert calls == [(folder, {"model": None, "concept": chinese, "progress": False})]

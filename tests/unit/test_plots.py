@@ -43,16 +43,19 @@ def test_cosine_heatmap_cells_and_eval_layers():
     df = pd.DataFrame([dict(position=p, layer=l, cos=0.1 * l - 0.01 * p)
                        for p in POSITIONS for l in LAYERS])
     fig = plots.cosine_heatmap(df.iloc[::-1], eval_layers=[2, 3])
-    (heat,) = fig.data
+    heat, legend = fig.data  # the heatmap, and the legend entry of the L_low outlines
+    assert legend.name.startswith("L_low")
     assert isinstance(heat, go.Heatmap)
     assert list(heat.y) == POSITIONS and list(heat.x) == LAYERS
     for row in df.itertuples():
         assert _cell(heat, row.position, row.layer) == pytest.approx(row.cos)
-    # L_low are block outputs j; on this block-input axis they sit at ℓ = j + 1.
+    # L_low are block outputs j; on this block-input axis j = 2 sits at ℓ = 3, and j = 3 (the
+    # final-norm output of this 4-layer table) in the column after the last block, ticked by name.
     boxes = sorted((s.x0, s.x1) for s in fig.layout.shapes)
     assert boxes == [(2.5, 3.5), (3.5, 4.5)]
-    assert fig.layout.xaxis.range[1] >= 4.5  # j = 3 (the final-norm output) stays visible at ℓ = 4
-    assert fig.layout.xaxis.title.text == plots.BLOCK_INPUT_AXIS and list(fig.layout.xaxis.tickvals) == LAYERS
+    assert fig.layout.xaxis.range[1] >= 4.5
+    assert fig.layout.xaxis.title.text == plots.BLOCK_INPUT_AXIS and list(fig.layout.xaxis.tickvals) == [*LAYERS, 4]
+    assert list(fig.layout.xaxis.ticktext) == [*map(str, LAYERS), "final norm"]
     assert "cos" in heat.hovertemplate
 
 
@@ -100,7 +103,7 @@ def test_score_heatmap_kept_grey_chosen_and_hover(selection_df):
     assert "chosen" in kept.text[POSITIONS.index(-3)][LAYERS.index(2)]
 
 
-def test_score_heatmap_substring_columns_and_bad_inputs(selection_df):
+def test_score_heatmap_refusal_token_columns_and_bad_inputs(selection_df):
     sub = selection_df.rename(columns={"s_abl": "abl_refusal", "s_add": "add_refusal"})
     fig = plots.score_heatmaps(sub, "abl_refusal")
     row = sub[sub.kept].iloc[0]
@@ -125,7 +128,7 @@ def test_selection_dashboard_has_four_metrics(selection_df):
     renamed = selection_df.rename(columns={"s_abl": "abl_refusal", "s_add": "add_refusal"})
     sub = plots.selection_dashboard(renamed)
     names = [t.name for t in sub.data if t.name.endswith("(kept)")]
-    assert names == [f"{m} (kept)" for m in plots.SUBSTRING_METRICS]
+    assert names == [f"{m} (kept)" for m in plots.REFUSAL_TOKEN_METRICS]
 
 
 def test_layer_cosine_line_highlights_eval_layers():
@@ -168,11 +171,13 @@ def metrics_df():
 def test_refusal_bars_heights_equal_rates(metrics_df):
     fig = plots.refusal_bars(metrics_df, dataset="harmful")
     assert [t.name for t in fig.data] == ["baseline", "ablation"]  # baseline first
-    assert list(fig.data[0].x) == ["all", "bio", "cyber"]
+    assert [list(level) for level in fig.data[0].x] == [["all prompts", "other categories", "other categories"],
+                                                         ["all (n=10)", "bio (n=10)", "cyber (n=10)"]]
     assert list(fig.data[0].y) == pytest.approx([0.9, 0.8, 1.0])
     assert list(fig.data[1].y) == pytest.approx([0.1, 0.0, 0.2])
     asr = plots.refusal_bars(metrics_df, dataset="harmful", by_category=False, metric="asr")
-    assert list(asr.data[0].x) == ["all"] and list(asr.data[1].y) == pytest.approx([0.9])
+    assert [list(level) for level in asr.data[0].x] == [["all prompts"], ["all (n=10)"]]
+    assert list(asr.data[1].y) == pytest.approx([0.9])
     with pytest.raises(PlotInputError, match="No rows"):
         plots.refusal_bars(metrics_df, dataset="other")
 
@@ -192,7 +197,7 @@ def test_agreement_scatter_shared_candidates_and_picks(selection_df):
     sub = selection_df.rename(columns={"s_abl": "abl_refusal", "s_add": "add_refusal"})
     sub = sub.assign(kept=sub.layer != 0, chosen=(sub.position == -1) & (sub.layer == 1))
     fig = plots.agreement_scatter(selection_df, sub)
-    shared, cosmic_pick, substring_pick = fig.data
+    shared, cosmic_pick, refusal_token_pick = fig.data
     both = selection_df.kept & (selection_df.layer != 0)
     assert len(shared.x) == both.sum()
     merged = selection_df.merge(sub, on=["position", "layer"])
@@ -200,7 +205,7 @@ def test_agreement_scatter_shared_candidates_and_picks(selection_df):
         m = merged[(merged.position == pos) & (merged.layer == layer)].iloc[0]
         assert x == pytest.approx(-m.abl_refusal) and y == pytest.approx(m.score_x)
     assert [tuple(c) for c in cosmic_pick.customdata] == [(-3, 2)]
-    assert [tuple(c) for c in substring_pick.customdata] == [(-1, 1)]
+    assert [tuple(c) for c in refusal_token_pick.customdata] == [(-1, 1)]
 
 
 def test_save_figure_writes_offline_html_with_data(tmp_path, caplog):
@@ -318,12 +323,14 @@ def test_template_position_labels_escape_newlines():
 
 def test_score_heatmap_ticks_only_at_scored_layers_and_l_low_at_block_inputs(selection_df):
     strided = selection_df.assign(layer=selection_df.layer * 2)  # layer stride 2: 0, 2, 4, 6
-    fig = plots.score_heatmaps(strided, "score", eval_layers=[4, 6])
+    fig = plots.score_heatmaps(strided, "score", eval_layers=[4, 6], n_layers=10)
     assert list(fig.layout.xaxis.tickvals) == [0, 2, 4, 6]
     assert fig.layout.xaxis.title.text == plots.BLOCK_INPUT_AXIS
     assert sorted((s.x0, s.x1) for s in fig.layout.shapes) == [(4.5, 5.5), (6.5, 7.5)]
     assert fig.layout.xaxis.range[1] >= 7.5
-    assert plots.eval_layer_inputs([6, 4, 4]) == [5, 7]
+    assert plots.eval_layer_inputs([6, 4, 4], 10) == [5, 7]
+    with pytest.raises(PlotInputError, match="needs n_layers"):  # strided: the final norm is not visible
+        plots.score_heatmaps(strided, "score", eval_layers=[4, 6])
 
 
 def test_kl_scale_starts_at_zero_and_legend_sits_below_the_colour_bar(selection_df):
@@ -373,7 +380,6 @@ def test_refusal_bars_have_wilson_error_bars_and_show_n(metrics_df):
         low, high = wilson_interval(round(rate * 10), 10)
         assert baseline.error_y.array[k] == pytest.approx(high - rate)
         assert baseline.error_y.arrayminus[k] == pytest.approx(rate - low)
-    assert list(fig.layout.xaxis.ticktext) == ["all<br>n=10", "bio<br>n=10", "cyber<br>n=10"]
     assert [tuple(c[:2]) for c in baseline.customdata] == [(9, 10), (8, 10), (10, 10)]
     with pytest.raises(ValueError, match="not a count out of n"):
         plots.refusal_bars(metrics_df.assign(refusal_rate=0.55))
@@ -415,3 +421,71 @@ def test_provenance_line():
     text = plots.provenance("qwen", {"n_train": 32, "n_val": 16, "n_test": 24, "max_new_tokens": 48}, "ace",
                             "none", "ab12")
     assert text == "qwen · train 32+32, val 16+16, test 24+24, 48 new tokens · ACE · system turn: none · run ab12"
+
+
+# The default model's demo: 24 layers, candidates at layer stride 4, L_low = block outputs 19 and 23.
+DEMO_LAYERS, DEMO_EVAL = 24, [19, 23]
+
+
+def _demo_table() -> pd.DataFrame:
+    rows = [dict(position=p, layer=l, s_abl=0.9 + 0.001 * l, s_add=0.95 - 0.001 * l, kl=0.01 * (l + 1),
+                 score=1.8 + 0.01 * l, kept=l > 0, reason="" if l > 0 else "kl", chosen=(p, l) == (-2, 16))
+            for p in (-3, -2, -1) for l in range(0, 21, 4)]
+    return pd.DataFrame(rows)
+
+
+def _x_ticks(axis) -> dict:
+    return dict(zip(axis.tickvals, axis.ticktext))
+
+
+def test_the_final_norm_read_out_is_drawn_in_a_named_column_not_at_a_block_input_24():
+    """Block input 24 does not exist in a 24-layer model: j = 23 is the final-norm output."""
+    cos = pd.DataFrame([dict(position=p, layer=l, cos=0.9) for p in (-2, -1) for l in range(DEMO_LAYERS)])
+    figures = [plots.cosine_heatmap(cos, DEMO_EVAL), plots.score_heatmaps(_demo_table(), "score", eval_layers=DEMO_EVAL,
+                                                                       n_layers=DEMO_LAYERS)]
+    for fig in figures:
+        ticks = _x_ticks(fig.layout.xaxis)
+        assert ticks[DEMO_LAYERS] == plots.FINAL_NORM and "24" not in ticks.values()
+        centres = sorted((s.x0 + s.x1) / 2 for s in fig.layout.shapes)
+        assert centres == [20, DEMO_LAYERS] and all(c in ticks for c in centres)  # every outline on a named column
+        assert fig.layout.xaxis.range[1] >= DEMO_LAYERS + 0.5
+
+
+def test_the_outline_is_explained_in_the_legend_not_in_a_clipped_note_under_the_plot():
+    for fig in (plots.score_heatmaps(_demo_table(), "score", eval_layers=DEMO_EVAL, n_layers=DEMO_LAYERS),
+                plots.selection_dashboard(_demo_table(), eval_layers=DEMO_EVAL, n_layers=DEMO_LAYERS),
+                plots.cosine_heatmap(_demo_table().assign(cos=0.5), DEMO_EVAL, n_layers=DEMO_LAYERS)):
+        # No annotation below the plot area (y < 0 is outside the figure's margins and is clipped).
+        assert all(a.yref != "paper" or a.y >= 0 for a in fig.layout.annotations)
+        (entry,) = [t for t in fig.data if t.name and t.name.startswith("L_low")]
+        assert entry.showlegend and entry.marker.color == plots.common.HIGHLIGHT
+        assert entry.name == "L_low: block outputs j = 19, 23 (at block input 20, final norm)"
+        assert fig.layout.showlegend is not False
+
+
+def test_dashboard_outlines_lie_inside_their_panel_left_of_its_colour_bar():
+    fig = plots.selection_dashboard(_demo_table(), eval_layers=DEMO_EVAL, n_layers=DEMO_LAYERS)
+    bars = {t.xaxis or "x": t.colorbar.x for t in fig.data if t.name and t.name.endswith("(kept)")}
+    assert len(fig.layout.shapes) == 8  # two outlines in each of four panels
+    for shape in fig.layout.shapes:
+        axis = fig.layout["xaxis" + shape.xref[1:]]
+        low, high = axis.range
+        assert low <= shape.x0 < shape.x1 <= high  # inside the panel's x range ...
+        assert (shape.x0 + shape.x1) / 2 in _x_ticks(axis)  # ... on a ticked column ...
+        assert axis.domain[1] < bars[shape.xref]  # ... whose colour bar sits to the right of the panel
+
+
+def test_category_bars_group_names_by_their_benchmark_with_human_axis_titles():
+    rows = [dict(dataset="harmful", condition=c, category=cat, n=n, refusal_rate=0.5, asr=0.5)
+            for c in ("baseline", "ablation")
+            for cat, n in (("all", 8), ("Disinformation", 2), ("Disinformation and deception", 2),
+                           ("misinformation_disinformation", 2), ("my label", 2))]
+    fig = plots.refusal_bars(pd.DataFrame(rows), dataset="harmful")
+    groups, names = (list(level) for level in fig.data[0].x)
+    assert groups == ["all prompts", "HarmBench", "JailbreakBench", "StrongREJECT", "other categories"]
+    assert names == ["all (n=8)", "misinformation_disinformation (n=2)", "Disinformation (n=2)",
+                     "Disinformation and deception (n=2)", "my label (n=2)"]
+    assert [list(level) for level in fig.data[1].x] == [groups, names]  # one naming for every condition
+    assert fig.layout.yaxis.title.text == "refusal rate" and "refusal_rate" not in fig.layout.title.text
+    asr = plots.refusal_bars(pd.DataFrame(rows), dataset="harmful", metric="asr")
+    assert asr.layout.yaxis.title.text == "attack success rate"

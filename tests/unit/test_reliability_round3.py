@@ -26,7 +26,8 @@ from cosmic_tl.config import RunConfig
 from cosmic_tl.data import DatasetError, DuplicateInstructionWarning, load_prompts
 from cosmic_tl.directions import Direction, DirectionFileError, DirectionMismatchError
 from cosmic_tl.judges import JudgeError, RegexJudge
-from cosmic_tl.runs import RunFolder, RunFolderError, run_pipeline
+from cosmic_tl.runs import RunFolder, RunFolderError
+from cosmic_tl.workflows import run_pipeline
 from cosmic_tl.runs.files import ArtifactError
 
 JUDGE = "regex:(?i)bonjour"

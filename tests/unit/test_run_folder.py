@@ -17,7 +17,8 @@ import pytest
 
 from cosmic_tl import atomic
 from cosmic_tl.config import RunConfig
-from cosmic_tl.runs import RunFolder, RunFolderError, open_run, run_pipeline
+from cosmic_tl.runs import RunFolder, RunFolderError, open_run
+from cosmic_tl.workflows import run_pipeline
 from cosmic_tl.runs.files import ArtifactError, read_json
 
 
@@ -317,3 +318,70 @@ def test_a_run_folder_lock_is_released_after_the_run(finished_run):
     _, out = finished_run
     assert not (out / ".cosmic-tl.lock").exists()
     assert json.loads((out / "config.json").read_text())["format"] == "cosmic_tl.run"
+
+
+@pytest.mark.parametrize("kind", ["pipeline", "agreement", "adversarial", "weak"])
+def test_a_folder_of_run_format_2_is_read_or_refused_in_one_line_and_never_resumed(tmp_path, kind):
+    """Run format 3 renamed the refusal-token selection's stored names ("substring" before)."""
+    import json
+
+    from cosmic_tl.runs.folder import RUN_FORMAT
+
+    root = tmp_path / kind
+    root.mkdir()
+    (root / "config.json").write_text(json.dumps({
+        "format": RUN_FORMAT, "format_version": 2, "kind": kind, "fingerprint": "0" * 16,
+        "config": {"substring_variant": "cosmic-repo"}}))
+    if kind in ("agreement", "adversarial"):  # their sub-runs' files are named "substring"
+        with pytest.raises(RunFolderError) as error:
+            open_run(root)
+        message = str(error.value)
+        assert "\n" not in message and "run format 2" in message and f"cosmic-tl {kind} ... --out NEW" in message
+    else:
+        assert open_run(root).kind == kind
+    with pytest.raises(RunFolderError, match=r"older cosmic_tl \(run format 2, this one writes 3\) and is never "
+                                             r"resumed; open_run still reads it\. Use another --out folder\."):
+        RunFolder(root, kind, "0" * 16, {"config": {}})
+
+
+# ------------------------------------------------------------------------ what the reader checks
+
+def _pipeline_folder(root: Path, concept: dict | None = None) -> Path:
+    from cosmic_tl.runs.folder import RUN_FORMAT
+
+    root.mkdir()
+    record = {"format": RUN_FORMAT, "format_version": 3, "kind": "pipeline", "fingerprint": "0" * 16, "config": {}}
+    (root / "config.json").write_text(json.dumps({**record, **({"concept": concept} if concept else {})}))
+    return root
+
+
+def test_conditions_split_file_names_after_the_concepts_prompt_keys(tmp_path):
+    from cosmic_tl.runs.layout import REFUSAL_CONCEPT_RECORD
+
+    keys = {"positive_key": "my_topic", "negative_key": "my"}
+    concept = {**REFUSAL_CONCEPT_RECORD, "labels": {**REFUSAL_CONCEPT_RECORD["labels"], **keys},
+               "conditions": [["my_topic", "baseline"], ["my_topic", "ablation"], ["my", "baseline"],
+                              ["my", "addition"]]}
+    root = _pipeline_folder(tmp_path / "r", concept)
+    (root / "completions").mkdir()
+    for stem in ("my_topic_baseline", "my_topic_ablation", "my_baseline", "my_addition", "other_baseline"):
+        (root / "completions" / f"{stem}.jsonl").write_text('{"prompt": "p", "response": "r"}\n')
+    assert sorted(open_run(root).conditions()) == [("my", "addition"), ("my", "baseline"),
+                                                   ("my_topic", "ablation"), ("my_topic", "baseline")]
+
+
+@pytest.mark.parametrize("rel, content, read, problem", [
+    ("eval_layers/eval_layers.json", '{"eval_layers": [1, true]}', lambda r: r.eval_layers(),
+     "is not an evaluation-layer record"),
+    ("selection/table.csv", "position,layer\n-1,0\n", lambda r: r.selection_table(),
+     "is not a selection table cosmic_tl wrote \\(no score, kept, reason, chosen column\\)"),
+    ("completions/harmful_baseline.jsonl", '{"prompt": "p"}\n', lambda r: r.completions("harmful", "baseline"),
+     "holds a line that is not a completion"),
+], ids=["eval-layers", "selection-table", "completions"])
+def test_the_reader_refuses_a_file_of_the_wrong_shape_in_one_line_naming_it(tmp_path, rel, content, read, problem):
+    root = _pipeline_folder(tmp_path / "r")
+    (root / rel).parent.mkdir(parents=True)
+    (root / rel).write_text(content)
+    with pytest.raises(ArtifactError, match=f"{rel.replace('.', '[.]')} {problem}") as error:
+        read(open_run(root))
+    assert "\n" not in str(error.value)

@@ -130,7 +130,7 @@ def test_scores_match_hf_reference(setup, gain_model, steering, pos, layer):
     cands, eval_layers, ref = setup
     eval_layers = sorted(set(eval_layers) | {2, gain_model.n_layers - 1})  # include a block output and the final norm
     i = cands.positions.index(pos)
-    r, mu = cands.r[i, layer], cands.mu_harmless[i, layer]
+    r, mu = cands.r[i, layer], cands.mu_neg[i, layer]
     scorer = CandidateScorer(gain_model, HARMFUL, HARMLESS, eval_layers, steering=steering, batch_size=3, progress=False)
     ours = scorer.score(r, mu, layer, kl=True)
     expected = ref.scores(steering, r, mu, layer, eval_layers)
@@ -146,7 +146,7 @@ def test_scores_match_hf_reference(setup, gain_model, steering, pos, layer):
 def test_scores_above_a_low_l_low_match_hf_reference(setup, gain_model, steering, layer):
     cands, _, ref = setup
     eval_layers = [2, 5]
-    r, mu = cands.r[-1, layer], cands.mu_harmless[-1, layer]
+    r, mu = cands.r[-1, layer], cands.mu_neg[-1, layer]
     scorer = CandidateScorer(gain_model, HARMFUL, HARMLESS, eval_layers, steering=steering, batch_size=3, progress=False)
     ours = scorer.score(r, mu, layer, kl=True)
     expected = ref.scores(steering, r, mu, layer, eval_layers)
@@ -162,7 +162,7 @@ def test_noop_shortcut_equals_running_the_intervention(setup, gain_model):
     eval_layers = [1]
     scorer = CandidateScorer(gain_model, HARMFUL, HARMLESS, eval_layers, steering="ace", batch_size=4, progress=False)
     layer = 6
-    r, mu = cands.r[-1, layer], cands.mu_harmless[-1, layer]
+    r, mu = cands.r[-1, layer], cands.mu_neg[-1, layer]
     assert not scorer._affects_readouts(layer, "addition")
     shortcut = scorer.score(r, mu, layer, kl=False)
     full_abl, _ = scorer._pass(scorer.harmful, scorer_hooks(scorer, "ablation", r, mu, layer), logits=False)

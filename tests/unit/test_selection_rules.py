@@ -95,17 +95,13 @@ def test_refusal_token_variants():
     arditi = dict(zip(zip(t.position, t.layer), refusal_token_filter_reasons(t, 10, "arditi")))
     # Arditi: every position pruned at layers >= 8, and addition must raise the refusal score above 0.
     assert arditi[(-2, 8)] == "late layer" and arditi[(-2, 2)] == "add_refusal < 0.0" and arditi[(-1, 7)] == ""
-    with pytest.raises(ValueError, match="Unknown refusal-token \\(substring\\) variant 'nope'"):
+    with pytest.raises(ValueError, match="Unknown refusal-token variant 'nope'"):
         refusal_token_filter_reasons(t, 10, "nope")
 
 
-def test_selection_substring_is_read_as_refusal_token():
-    import warnings
+def test_selection_names_the_refusal_token_baseline():
+    from cosmic_tl.config import ConfigError, RunConfig
 
-    from cosmic_tl.config import RunConfig
-
-    with pytest.warns(DeprecationWarning, match="selection='substring' is deprecated; use 'refusal-token'"):
-        assert RunConfig(selection="substring").selection == "refusal-token"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert RunConfig(selection="refusal-token").selection == "refusal-token"
+    assert RunConfig(selection="refusal-token").selection == "refusal-token"
+    with pytest.raises(ConfigError, match="selection must be one of"):
+        RunConfig(selection="substring")

@@ -45,7 +45,7 @@ def candidates(tiny_model):
 
 def _last_two_positions(c: Candidates) -> Candidates:
     """Fewer candidates, faster tests; position -2 keeps the position -1 median rule in play."""
-    return Candidates(c.r[-2:], c.mu_harmless[-2:], c.mu_harmful[-2:], c.positions[-2:], c.n_harmful, c.n_harmless)
+    return Candidates(c.r[-2:], c.mu_neg[-2:], c.mu_pos[-2:], c.positions[-2:], c.n_positive, c.n_negative)
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_started_pass_fires_hooks_of_later_blocks_only_under_their_names(tiny_mo
 def test_started_pass_under_an_intervention_equals_full_pass(tiny_model, candidates):
     batch = tiny_model.tokenize(PADDED)
     layer, readouts = 3, [1, 5, 9]
-    hooks = ace_addition_hooks(candidates.r[-1, layer], candidates.mu_harmless[-1, layer], layer)
+    hooks = ace_addition_hooks(candidates.r[-1, layer], candidates.mu_neg[-1, layer], layer)
     h0, _ = last_token_readouts(tiny_model, batch, readouts)
     h_full, lg_full = last_token_readouts(tiny_model, batch, readouts, fwd_hooks=hooks, return_logits=True)
     # Advanced from an earlier start, as the scorer does layer by layer.
@@ -330,10 +330,6 @@ def test_a_registered_steering_rule_is_accepted_by_the_scorer(tiny_model, candid
         one_layer_actions=frozenset({"ablation", "addition"}),
     )
     monkeypatch.setitem(STEERING_RULES, "lce1", rule)
-    import cosmic_tl.safe_files as safe_files
-
-    if hasattr(safe_files, "STEERINGS"):  # a second list of rule names, until it reads the table
-        monkeypatch.setattr(safe_files, "STEERINGS", (*safe_files.STEERINGS, "lce1"))
     ref = _load_reference()
     candidates = _last_two_positions(candidates)
     kw = dict(steering="lce1", batch_size=4, layers=[1, 4, 6, 8])

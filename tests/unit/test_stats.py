@@ -128,3 +128,24 @@ def test_with_wilson_adds_counts_and_intervals():
         stats.with_wilson(table, rate="asr")
     with pytest.raises(ValueError, match="not a count out of n"):
         stats.with_wilson(table.assign(refusal_rate=[0.3, 0.0]))
+
+
+def test_effect_is_the_stored_dict_with_its_own_sentence():
+    base, cond = _pairs(3, 8, 0, 1)  # 11/12 → 3/12, p = 2/256
+    stored = {"judge": "substring_matching",
+              **stats.paired_effect("harmful", "ablation", base, cond, expected="decrease")}
+    effect = stats.Effect.from_dict(stored)
+    assert effect.to_dict() == stored and list(effect.to_dict()) == list(stored)  # summary.json unchanged
+    assert (effect.baseline_count, effect.count, effect.n, effect.significant) == (11, 3, 12, True)
+    assert effect.baseline_text == stats.rate_text(11, 12, 11 / 12, *wilson_by_formula(11, 12))
+    assert str(effect) == effect.text() == (
+        f"harmful · ablation: {effect.baseline_text} → {effect.steered_text}, exact McNemar p = 0.00781: "
+        "significant decrease; substring_matching judge.")
+    assert effect.text("harmful prompts").startswith("harmful prompts · ablation: ")
+    assert effect.outcome in effect.verdict  # the stored one-line verdict and the sentence agree
+    without_judge = stats.Effect.from_dict(stored | {"judge": None})
+    assert "judge" not in without_judge.to_dict() and not str(without_judge).endswith("judge.")
+    unchanged = stats.Effect.from_dict(stats.paired_effect("harmful", "ablation", base, base))
+    assert unchanged.outcome == f"{stats.NO_CHANGE_VERDICT} (12)"
+    with pytest.raises(TypeError):
+        stats.Effect.from_dict({k: v for k, v in stored.items() if k != "p_value"})

@@ -95,19 +95,21 @@
       return;
     }
     var traces = [];
-    [["harmful", "#d62728", "rgba(214,39,40,0.15)"], ["harmless", "#1f77b4", "rgba(31,119,180,0.15)"]].forEach(function (c) {
-      var m = curve[c[0]].mean, s = curve[c[0]].std;
+    [["positive", "#d62728", "rgba(214,39,40,0.15)"], ["negative", "#1f77b4", "rgba(31,119,180,0.15)"]].forEach(function (c) {
+      var m = curve[c[0]].mean, s = curve[c[0]].std, name = p.labels[c[0]];
       if (s) {
         var up = m.map(function (v, i) { return v + s[i]; }), down = m.map(function (v, i) { return v - s[i]; });
         traces.push({ x: proj.layers.concat(proj.layers.slice().reverse()), y: up.concat(down.reverse()), fill: "toself",
           fillcolor: c[2], line: { width: 0 }, hoverinfo: "skip", showlegend: false, type: "scatter" });
       }
-      traces.push({ x: proj.layers, y: m, mode: "lines+markers", name: c[0], line: { color: c[1] }, type: "scatter",
-        hovertemplate: c[0] + "<br>layer %{x}<br>%{y:.4g}<extra></extra>" });
+      traces.push({ x: proj.layers, y: m, mode: "lines+markers", name: name, line: { color: c[1] }, type: "scatter",
+        hovertemplate: name + "<br>layer %{x}<br>%{y:.4g}<extra></extra>" });
     });
+    // plotly.js 3 reads axis titles only as {text: ...}; a bare string draws no title.
     Plotly.react(div, traces, {
       height: 260, margin: { l: 50, r: 10, t: 30, b: 40 }, title: { text: "projection onto r̂[" + position + ", " + layer + "]", font: { size: 13 } },
-      xaxis: { title: "layer ℓ (residual stream entering block ℓ, position " + position + ")" }, yaxis: { title: "⟨x, r̂⟩" },
+      xaxis: { title: { text: "layer ℓ (residual stream entering block ℓ, position " + position + ")" } },
+      yaxis: { title: { text: "⟨x, r̂⟩" } },
       shapes: [{ type: "line", x0: layer, x1: layer, yref: "paper", y0: 0, y1: 1, line: { color: "#ff7f0e", dash: "dot" } }],
       legend: { orientation: "h", y: 1.12, x: 1, xanchor: "right" }
     }, { displayModeBar: false, responsive: true });
@@ -126,26 +128,51 @@
     }
     box.appendChild(el("p", { class: "muted", text: entry.source === "run" ? "From the run's test completions (greedy)." :
       "Precomputed by `cosmic-tl explore --top-k` (greedy, first test prompts)." }));
+    var judged = data.concept.labels.judged;
     entry.sets.forEach(function (set) {
       var label = set.action + (set.action === "addition" ? " (α = " + set.alpha + ")" : "");
-      box.appendChild(el("h3", { text: set.dataset + " test prompts: unsteered vs " + label +
+      box.appendChild(el("h3", { text: promptsName(set.dataset) + " test prompts: unsteered vs " + label +
         (set.n_total > set.rows.length ? " (first " + set.rows.length + " of " + set.n_total + ")" : "") }));
-      var table = el("table", {}, [el("tr", {}, [el("th", { text: "prompt" }), el("th", { text: "unsteered" }), el("th", { text: label })])]);
+      if (set.judge) {
+        box.appendChild(el("p", { class: "muted", text: "Marked \u2714 " + judged + ": the replies the run's judge " +
+          set.judge + " counted as " + judged + " (the run's own verdicts; its counts are the report's)." }));
+      }
+      var table = el("table", {}, [el("tr", {}, [el("th", { text: "prompt" }),
+        el("th", { text: "unsteered" + countText(set, "baseline_counted") }),
+        el("th", { text: label + countText(set, "steered_counted") })])]);
       set.rows.forEach(function (r) {
-        table.appendChild(el("tr", {}, [el("td", { text: r.prompt }), replyCell(r.baseline, r.baseline_degenerate),
-          replyCell(r.steered, r.steered_degenerate)]));
+        table.appendChild(el("tr", {}, [el("td", { text: r.prompt }),
+          replyCell(r.baseline, r.baseline_degenerate, r.baseline_counted, judged),
+          replyCell(r.steered, r.steered_degenerate, r.steered_counted, judged)]));
       });
       box.appendChild(table);
     });
   }
 
-  // A reply cell; a degenerate reply (empty, looping, not language) is marked with the reason.
-  function replyCell(text, degenerate) {
-    var cell = el("td", { text: text });
+  function promptsName(dataset) {
+    var labels = data.concept.labels;
+    return dataset === labels.positive_key ? labels.positive : dataset === labels.negative_key ? labels.negative : dataset;
+  }
+
+  // ", 3/8 counted": how many of a column's replies the run's judge counted (none known: "").
+  function countText(set, field) {
+    var known = set.rows.filter(function (r) { return r[field] === true || r[field] === false; });
+    if (!known.length) return "";
+    return " (" + known.filter(function (r) { return r[field]; }).length + "/" + known.length + " " + data.concept.labels.judged + ")";
+  }
+
+  // A reply cell: marked when the run's judge counted it, and when it is degenerate (empty, looping, not language).
+  function replyCell(text, degenerate, counted, judged) {
+    var cell = el("td", { text: text }), classes = [];
     if (degenerate) {
-      cell.className = "degenerate";
+      classes.push("degenerate");
       cell.insertBefore(el("span", { class: "flag", text: "degenerate: " + degenerate }), cell.firstChild);
     }
+    if (counted) {
+      classes.push("counted");
+      cell.insertBefore(el("span", { class: "verdict", text: "\u2714 " + judged }), cell.firstChild);
+    }
+    cell.className = classes.join(" ");
     return cell;
   }
 

@@ -13,7 +13,7 @@ import pytest
 from cosmic_tl.cli import main
 from cosmic_tl.concepts import CHINESE_SUFFIX, Concept, ConceptLabels, builtin_concept, suffix_concept
 from cosmic_tl.config import CONCEPT_FIELDS, ConfigError, RunConfig
-from cosmic_tl.runs.pipeline import run_pipeline
+from cosmic_tl.workflows import run_pipeline
 from cosmic_tl.runs import open_run
 from cosmic_tl.runs.layout import RATE_METRICS, REFUSAL_CONCEPT_RECORD, run_concept
 from cosmic_tl.runs.steps import concept_sampler, paper_prompts

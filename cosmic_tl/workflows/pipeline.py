@@ -35,7 +35,7 @@ from cosmic_tl.config import RunConfig
 from cosmic_tl.models import ChatModel, check_model_source
 from cosmic_tl.runs.report import render_report, run_summary
 from cosmic_tl.runs.capability import capability_step
-from cosmic_tl.runs.figures import run_figures, template_step, write_explorer
+from cosmic_tl.runs.figures import run_figures, template_step
 from cosmic_tl.runs.context import Step, StepContext, model_before_claiming
 from cosmic_tl.runs.evaluate import completions_step, figures_step, judges_step
 from cosmic_tl.runs.concept_steps import (
@@ -47,6 +47,7 @@ from cosmic_tl.runs.layout import REPORT, SUMMARY
 from cosmic_tl.runs.steps import (
     candidates_step, concept_sampler, eval_layers_step, sample_step, selection_step, uses_arditi_filter,
 )
+from cosmic_tl.workflows.explorer_page import write_explorer
 
 
 def pipeline_steps(config: RunConfig, concept: Concept | None = None) -> list[Step]:
@@ -133,6 +134,6 @@ def run_pipeline(
         summary = run_summary(ctx.run)
         atomic.write_json(ctx.path(SUMMARY), summary)
         atomic.write_text(ctx.path(REPORT), render_report(summary))
-        # Outside every step's marker: `cosmic-tl explore --top-k` may rewrite it (runs/figures.py).
+        # Outside every step's marker: `cosmic-tl explore --top-k` may rewrite it (workflows/explorer_page.py).
         write_explorer(folder.root, log=log)
     return summary

@@ -5,7 +5,8 @@ refactoring, commit ffb93d9).
 Artifacts are compared by content, not bytes, because other changes may legitimately alter a
 file's layout: JSON and CSV are parsed and floats compared to 1e-6, tensors by shape and three
 sums, extra keys or columns in a new file are allowed (e.g. protected direction metadata), and the
-selection method's new name ``refusal-token`` reads as its old name ``substring``. Figures (random
+selection method's new name ``refusal-token`` (``refusal_token`` in sub-run keys, metric names
+and file names) reads as its old name ``substring``. Figures (random
 HTML ids), markers, summaries and reports (timings, folder names) are not pinned.
 
 Rate tables are compared on the rows of the judge the pins were recorded with (the paper's
@@ -18,7 +19,7 @@ was the selection's pair ``[n_harmful, n_harmless]``.
 
 Regenerate (only when a result is meant to change, and say why in the commit)::
 
-    python tests/unit/test_run_pins.py --write
+    python tests/integration/test_run_pins.py --write
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ PINNED_ROOT_FILES = ("sweep.csv", "comparison.csv")
 FREE_TEXT_COLUMNS = {"reason", "note", "judge"}
 PINNED_JUDGES = ("substring_matching",)  # the judges whose rows the pinned rate tables hold
 RENAMED = {"refusal-token": "substring", "refusal_token": "substring"}
+# Run format 3 names the refusal-token selection in labels, sub-run keys, metric names and file names too.
+RENAMED_PARTS = {"refusal-token-": "substring-", "refusal_token_": "substring_", "_refusal_token": "_substring"}
 # Bookkeeping, not results: the version, and the integrity hash whose coverage may grow.
 IGNORED_KEYS = {"sha256", "cosmic_tl_version", "format_version"}
 
@@ -61,7 +64,7 @@ def _normalise(value, replacements: dict[str, str]):
             value = value.replace(old, new)
         return RENAMED.get(value, value)
     if isinstance(value, dict):
-        return {k: _normalise(v, replacements) for k, v in value.items()}
+        return {_normalise(k, replacements): _normalise(v, replacements) for k, v in value.items()}
     if isinstance(value, list):
         return [_normalise(v, replacements) for v in value]
     return value
@@ -89,14 +92,14 @@ def digest_file(path: Path, replacements: dict[str, str]):
 
 def digest_run(out: Path, model_dir: Path) -> dict:
     """Every pinned artifact of the run folder ``out``, keyed by relative path."""
-    replacements = {str(out): "<OUT>", str(model_dir): "<MODEL>"}
+    replacements = {str(out): "<OUT>", str(model_dir): "<MODEL>", **RENAMED_PARTS}
     files = [p for d in PINNED_DIRS for p in sorted((out / d).rglob("*")) if p.is_file()]
     files += [out / f for f in PINNED_ROOT_FILES if (out / f).is_file()]
     digests = {}
     for p in files:
         d = digest_file(p, replacements)
         if d is not None:
-            digests[str(p.relative_to(out))] = d
+            digests[_normalise(str(p.relative_to(out)), RENAMED_PARTS)] = d
     return digests
 
 
@@ -105,7 +108,7 @@ def tiny_runs(model_dir: Path, root: Path) -> dict:
     from cosmic_tl import load_model
     from cosmic_tl.config import RunConfig
     from cosmic_tl.experiments import run_adversarial, run_agreement, run_weak
-    from cosmic_tl.runs.pipeline import run_pipeline
+    from cosmic_tl.workflows import run_pipeline
 
     torch.set_grad_enabled(False)
     model = load_model(str(model_dir), device="cpu")

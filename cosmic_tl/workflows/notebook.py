@@ -1,14 +1,17 @@
 """The notebooks' shared settings: one size switch, one runs folder, one figures folder.
 
-Every notebook's parameter cell is ``NB = notebook_settings()``. The size setting comes from
-``COSMIC_TL_NOTEBOOK_SIZE`` (``ci``: a smoke test with tiny sizes, the default when ``CI`` is set;
-``small``: the effects on a CPU, the default otherwise; ``paper``: the paper's sizes). Run folders
-live in ``<out>/runs/notebooks`` and figures in ``<out>/figures``, where ``<out>`` is
+Every notebook starts with ``NB = notebook_settings(SIZE)``, which also sets what every notebook
+needs (plotly figures embedded, so they render offline; no autograd, the notebooks only run
+inference). The size setting is ``SIZE`` or, where that is None, ``COSMIC_TL_NOTEBOOK_SIZE``
+(``ci``: a smoke test with tiny sizes, the default when ``CI`` is set; ``small``: the effects on a
+CPU, the default otherwise; ``paper``: the paper's sizes). Run folders live in
+``<out>/runs/notebooks`` and figures in ``<out>/figures``, where ``<out>`` is
 ``COSMIC_TL_NOTEBOOK_OUT`` or the repository (the notebooks' parent folder);
 ``COSMIC_TL_NOTEBOOK_FIGURES`` sends figures elsewhere (the notebook tests use a temporary folder).
 
 Notebooks share run folders: :meth:`NotebookSettings.pipeline` finds the run of a configuration
 (``<label>-<fingerprint[:8]>``) or makes it, so a step one notebook finished is reused by the next.
+:meth:`NotebookSettings.show` saves a figure to the figures folder and shows it.
 """
 
 from __future__ import annotations
@@ -20,10 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import plotly.graph_objects as go
+import plotly.io as pio
+import torch
+
+from cosmic_tl.concepts import Concept
 from cosmic_tl.config import RunConfig
 from cosmic_tl.models import ChatModel
-from cosmic_tl.runs.pipeline import run_pipeline
+from cosmic_tl.plots import save_figure
 from cosmic_tl.runs.reader import Run, open_run
+from cosmic_tl.workflows.pipeline import run_pipeline
+
+# plotly.js embedded in each notebook (renders offline), plus the mimetype JupyterLab and VS Code render.
+RENDERER = "plotly_mimetype+notebook"
 
 # RunConfig sizes of each setting.
 RUN_SIZES = {
@@ -62,10 +74,24 @@ class NotebookSettings:
         """The notebooks' folder of a run: ``<runs>/<label>-<fingerprint[:8]>``."""
         return self.runs / f"{label}-{fingerprint[:8]}"
 
-    def pipeline(self, label: str, config: RunConfig, *, model: ChatModel | None = None) -> Run:
-        """Find the pipeline run of ``config`` (or make it; finished steps are reused) and open it."""
-        folder = self.run_folder(label, config.fingerprint())
-        run_pipeline(config, folder, model=model, progress=self.progress)
+    def find(self, label: str, config: RunConfig, *, concept: Concept | None = None) -> Run:
+        """Open the folder of the pipeline run of ``config`` (and ``concept``) as far as it got,
+        without running anything (e.g. to read the prompts of a run whose selection failed)."""
+        return open_run(self.run_folder(label, config.fingerprint(concept)))
+
+    def pipeline(self, label: str, config: RunConfig, *, model: ChatModel | None = None,
+                 concept: Concept | None = None) -> Run:
+        """Find the pipeline run of ``config`` (or make it; finished steps are reused) and open it.
+
+        Args:
+            label: The folder's label, e.g. ``"cosmic-ace"``.
+            config: Its run configuration.
+            model: An already loaded ``config.model``.
+            concept: What the positive and negative prompts contrast (default: the configuration's
+                concept fields); it names the folder with the configuration.
+        """
+        folder = self.run_folder(label, config.fingerprint(concept))
+        run_pipeline(config, folder, model=model, concept=concept, progress=self.progress)
         return open_run(folder)
 
     def experiment(self, run_experiment: Callable[..., object], config: RunConfig, *, label: str,
@@ -85,12 +111,23 @@ class NotebookSettings:
         run_experiment(config, folder, model=model, progress=self.progress, **params)
         return open_run(folder)
 
+    def show(self, fig: go.Figure, name: str) -> None:
+        """Save ``fig`` as ``<figures>/<name>.html`` (:func:`~cosmic_tl.plots.save_figure`, no PNG)
+        and show it in the notebook."""
+        save_figure(fig, self.figures / name, png=False)
+        fig.show()
+
     def __str__(self) -> str:
         return f"size setting {self.size!r}: {self.run_sizes}; runs -> {self.runs}; figures -> {self.figures}"
 
 
 def notebook_settings(size: str | None = None) -> NotebookSettings:
     """The settings of this notebook session (see the module docstring for the variables read).
+
+    Also sets plotly's default renderer to :data:`RENDERER` and turns autograd off.
+
+    Args:
+        size: ``"ci"``, ``"small"`` or ``"paper"``; None reads ``COSMIC_TL_NOTEBOOK_SIZE``.
 
     Raises:
         ValueError: an unknown size setting.
@@ -101,5 +138,7 @@ def notebook_settings(size: str | None = None) -> NotebookSettings:
     cwd = Path.cwd()
     out = Path(os.environ.get("COSMIC_TL_NOTEBOOK_OUT") or (cwd.parent if cwd.name == "notebooks" else cwd))
     figures = Path(os.environ.get("COSMIC_TL_NOTEBOOK_FIGURES") or out / "figures")
+    pio.renderers.default = RENDERER
+    torch.set_grad_enabled(False)
     return NotebookSettings(size=size, run_sizes=dict(RUN_SIZES[size]), progress=size != "ci",
                             runs=out / "runs" / "notebooks", figures=figures)

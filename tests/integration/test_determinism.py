@@ -23,7 +23,7 @@ import torch
 from cosmic_tl.candidates import Candidates
 from cosmic_tl.config import RunConfig
 from cosmic_tl.runs import open_run
-from cosmic_tl.runs.pipeline import run_pipeline
+from cosmic_tl.workflows import run_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_same_selection(two_runs):
 
 def test_same_candidates(two_runs):
     ca, cb = (Candidates.load(r.root / "directions" / "candidates.safetensors") for r in two_runs)
-    for name in ("r", "mu_harmless", "mu_harmful"):
+    for name in ("r", "mu_neg", "mu_pos"):
         assert torch.equal(getattr(ca, name), getattr(cb, name))
 
 
