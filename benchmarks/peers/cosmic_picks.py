@@ -25,38 +25,44 @@ PICKS = (("cosmic-lce", "cosmic", "lce"), ("cosmic-ace", "cosmic", "ace"),
 VARIANTS = (("cosmic-lce-projected", "projected"), ("cosmic-lce-norm-preserving", "norm_preserving"))
 
 
-class ComputeCounter:
-    """Counts prompt rows prefilled and rows decoded at the model's embedding, and wall time."""
+COUNTED_AT = "every decoder block, in full-pass equivalents"
 
-    def __init__(self):
-        self.forward_rows = self.generated_tokens = 0
+
+class ComputeCounter:
+    """Counts prompt rows prefilled and rows decoded, block by block, and wall time."""
+
+    def __init__(self, n_blocks: int = 1):
+        self.n_blocks = n_blocks
+        self.block_rows = self.block_tokens = 0
         self.seconds = 0.0
 
-    def __call__(self, module, args):
-        ids = args[0]
-        rows, positions = (1, ids.shape[-1]) if ids.dim() == 1 else ids.shape[:2]
+    def __call__(self, module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        rows, positions = hidden.shape[:2]
         if positions == 1:
-            self.generated_tokens += int(rows)
+            self.block_tokens += int(rows)
         else:
-            self.forward_rows += int(rows)
+            self.block_rows += int(rows)
 
     def as_dict(self) -> dict:
-        return {"forward_rows": self.forward_rows, "generated_tokens": self.generated_tokens,
-                "seconds": round(self.seconds, 1)}
+        """Prompt rows and generated tokens as full passes (blocks run / blocks), and seconds."""
+        return {"forward_rows": round(self.block_rows / self.n_blocks, 1),
+                "generated_tokens": round(self.block_tokens / self.n_blocks, 1), "seconds": round(self.seconds, 1)}
 
 
 @contextmanager
 def counting(model, counter: ComputeCounter):
     """Count every forward pass of ``model`` inside the block into ``counter`` (and its wall time)."""
-    embedding = model.bridge.original_model.model.embed_tokens
-    embedding = getattr(embedding, "original_component", embedding)
-    handle = embedding.register_forward_pre_hook(counter)
+    blocks = [getattr(b, "original_component", b) for b in model.bridge.original_model.model.layers]
+    counter.n_blocks = len(blocks)
+    handles = [b.register_forward_pre_hook(counter, with_kwargs=True) for b in blocks]
     start = time.perf_counter()
     try:
         yield counter
     finally:
         counter.seconds += time.perf_counter() - start
-        handle.remove()
+        for handle in handles:
+            handle.remove()
 
 
 def choose(model, prompts: dict[str, list[str]], out: Path, layer_stride: int = 4) -> dict:
@@ -72,7 +78,7 @@ def choose(model, prompts: dict[str, list[str]], out: Path, layer_stride: int = 
     with counting(model, shared):
         cands = ct.candidate_directions(model, prompts["train_harmful"], prompts["train_harmless"], progress=False)
         layers = ct.evaluation_layers(model, prompts["train_harmful"], prompts["train_harmless"], progress=False)
-    record: dict = {"shared": shared.as_dict(), "layer_stride": layer_stride}
+    record: dict = {"shared": shared.as_dict(), "layer_stride": layer_stride, "counted_at": COUNTED_AT}
     scored = range(0, model.n_layers, layer_stride)
     for row, selection, steering in PICKS:
         counter = ComputeCounter()

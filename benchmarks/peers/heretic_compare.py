@@ -10,8 +10,8 @@ Steps (each resumes from what the previous runs finished; files are checked befo
 3. ``cosmic``: COSMIC and refusal-token picks under LCE and ACE, counted and timed (``cosmic_picks.py``).
 4. ``exports``: each pick's direction baked into the weights (plus the projected and norm-preserving
    variants of the COSMIC LCE pick), one folder each.
-5. ``study``: heretic's own Optuna search on the search files (``--trials``, about an hour).
-6. ``evaluate``: every exported model scored by heretic's evaluator on the test files.
+5. ``evaluate``: every exported model scored by heretic's evaluator on the test files.
+6. ``study``: heretic's own Optuna search on the search files (``--trials``, about an hour).
 7. ``heretic picks``: per budget (the trials whose wall time matches COSMIC's choosing, and the
    whole study), the front trial a user would take (``study_reader.pick``), saved through heretic's
    menu, then scored like the rest.
@@ -137,11 +137,17 @@ class Comparison:
         return self.checked_folders("base", build)["base"]
 
     def step_cosmic(self, sets) -> dict:
-        from cosmic_picks import choose
+        from cosmic_picks import COUNTED_AT, choose
 
         rec = self.record("cosmic")
-        if rec is None:
-            rec = choose(self.load_model(), sets, self.work / "directions")
+        if rec is None or rec.get("counted_at") != COUNTED_AT:
+            fresh = choose(self.load_model(), sets, self.work / "directions")
+            changed = [row for row in (rec or {}) if isinstance(rec[row], dict) and "layer" in rec[row]
+                       and (rec[row]["position"], rec[row]["layer"]) != (fresh[row]["position"], fresh[row]["layer"])]
+            if changed:  # a recount must choose what the exports were made from
+                raise SystemExit(f"the picks of {changed} differ from {self.steps / 'cosmic.json'}; delete the steps "
+                                 "after 'cosmic' and rerun.")
+            rec = fresh
             _write_json(self.steps / "cosmic.json", rec)
         return rec
 
@@ -285,7 +291,12 @@ def _commit() -> str:
 def _machine() -> str:
     import os
 
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU, {platform.system()}"
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.machine()) if Path("/proc/cpuinfo").exists() else platform.machine()
+    return f"{cpu}, {os.cpu_count()} CPU cores, {gpu}, {platform.system()}"
 
 
 def main(argv: list[str] | None = None) -> None:

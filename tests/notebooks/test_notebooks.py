@@ -146,7 +146,8 @@ def _effect_texts(out: Path) -> set[str]:
     """The sentence of every effect of every run under ``out``: each (sub-)run's effects and the
     pipeline runs' capability effects."""
     texts = set()
-    for folder in sorted((out / "runs" / "notebooks").iterdir()):
+    runs = out / "runs" / "notebooks"
+    for folder in sorted(runs.iterdir()) if runs.is_dir() else ():  # 00_data writes no run
         try:
             run = open_run(folder)
         except RunFolderError:  # e.g. executed/, or a run that never got its record
