@@ -247,7 +247,8 @@ class Comparison:
             judged = [bool(v) for v in judge.judge(resp["prompts"], resp["replies"])]
             if name in heretic:
                 info = heretic[name]
-                compute, method = info["compute"], f"heretic, {info['budget_trials']} trials ({name})"
+                n = info["budget_trials"]
+                compute, method = info["compute"], f"heretic, {n} trial{'s' * (n != 1)} ({name})"
             elif name == "base":
                 compute, method, info = None, "no intervention (base model)", {}
             else:
@@ -272,7 +273,7 @@ class Comparison:
 def _add(shared: dict, own: dict | None) -> dict | None:
     if own is None:
         return None
-    return {k: round(shared[k] + own[k], 1) if k == "seconds" else shared[k] + own[k] for k in shared}
+    return {k: round(shared[k] + own[k], 1) for k in shared}
 
 
 def _method_text(name: str, pick_rec: dict) -> str:

@@ -74,7 +74,7 @@ def _compute_text(compute: dict | None) -> str:
     if not compute:
         return "—"
     minutes = compute["seconds"] / 60
-    return f"{minutes:.1f} min · {compute['forward_rows']:,} rows · {compute['generated_tokens']:,} tokens"
+    return f"{minutes:.1f} min · {round(compute['forward_rows']):,} rows · {round(compute['generated_tokens']):,} tokens"
 
 
 def markdown_table(records: list[dict], tests: list[dict]) -> str:

@@ -71,6 +71,21 @@ def test_a_registered_steering_rule_is_used_everywhere(scaled_rule, tmp_path, ca
     assert "choose from ace, lce" in capsys.readouterr().err.replace("'", "")
 
 
+def test_a_registered_steering_rule_steers_the_explorers_live_panel(scaled_rule, tiny_model):
+    from cosmic_tl.explore import live
+
+    r = torch.zeros(tiny_model.d_model)
+    r[0] = 1.0
+    direction = Direction(r, None, layer=1, position=-1, meta={"steering": "scaled"})
+    intervention = live.Intervention("scaled", "ablation")
+    assert intervention.describe() == "SCALED ablation"
+    views = live.token_views(tiny_model, direction, "Say hello.", intervention)
+    (_, (tokens, clean)), (_, (_, steered)) = views.items()
+    assert len(tokens) == len(clean) == len(steered)
+    # The read-out is after the hook at block 1's input: every token keeps half of its r̂-component.
+    assert torch.allclose(torch.tensor(steered), 0.5 * torch.tensor(clean), atol=1e-4)
+
+
 def test_an_unregistered_rule_is_refused_where_it_is_used(tmp_path):
     with pytest.raises(ConfigError, match="steering must be one of"):
         RunConfig(steering="scaled")
