@@ -22,7 +22,6 @@ Steps (each resumes from what the previous runs finished; files are checked befo
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import subprocess
@@ -48,16 +47,10 @@ from table import Row, markdown_table, paired_tests, row_record  # noqa: E402
 ROOT = HERE.parent.parent
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _weights_hash(folder: Path) -> str:
-    return _sha256(folder / "model.safetensors")
+    from cosmic_tl.runs.folder import sha256_file
+
+    return sha256_file(folder / "model.safetensors")
 
 
 def _read_json(path: Path) -> dict | None:
