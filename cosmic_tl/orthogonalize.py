@@ -117,7 +117,7 @@ def orthogonalize_weights(model, direction: Float[Tensor, "d_model"], *, norm_pr
         # Work in at least float32 so bf16/fp16 weights lose nothing extra, then cast back.
         work = weight.to(torch.promote_types(weight.dtype, torch.float32))
         unit = unit64.to(device=work.device, dtype=work.dtype)
-        norms = work.norm(dim=1, keepdim=True)
+        norms = work.norm(dim=1, keepdim=True) if norm_preserving else None
         if norm_preserving and along_dim == 0:  # heretic's rows: one per output feature
             work = work / torch.where(norms > 0, norms, torch.ones_like(norms))
         if along_dim == -1:  # rows live in the residual space: W - (W r̂) r̂ᵀ

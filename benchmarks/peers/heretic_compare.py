@@ -40,6 +40,7 @@ from heretic_runs import (  # noqa: E402
     truncated_journal,
     write_config,
 )
+from cosmic_picks import VARIANTS  # noqa: E402
 from prompt_sets import build_prompt_sets, write_prompt_files  # noqa: E402
 from study_reader import pareto_front, pick, read_study  # noqa: E402
 from table import Row, markdown_table, paired_tests, row_record  # noqa: E402
@@ -198,13 +199,16 @@ class Comparison:
                 out[event["model"]] = {**event, "responses": replies[event["model"]]}
         return out
 
-    def heretic_budgets(self, checkpoint: Path, study_record: Path, cosmic_seconds: float) -> dict[str, int]:
-        """Trials per budget: as many as fit COSMIC's choosing time (at least one), and all of them."""
-        seconds = [e["seconds"] for e in map(json.loads, study_record.read_text().splitlines())
-                   if e["event"] == "score"]
+    @staticmethod
+    def heretic_budgets(checkpoint: Path, trials: list[dict], cosmic_seconds: float) -> dict[str, int]:
+        """Trials per budget: as many as fit COSMIC's choosing time (at least one), and all of them.
+
+        Args:
+            trials: The driver's ``score`` records of the study, one per trial, in order.
+        """
         total, small = 0.0, 0
-        for s in seconds:
-            total += s
+        for trial in trials:
+            total += trial["seconds"]
             if total > cosmic_seconds and small > 0:
                 break
             small += 1
@@ -245,7 +249,7 @@ class Comparison:
             elif name == "base":
                 compute, method, info = None, "no intervention (base model)", {}
             else:
-                row_pick = picks.get(name.replace("-projected", "").replace("-norm-preserving", ""), {})
+                row_pick = picks["cosmic-lce" if name in dict(VARIANTS) else name]
                 compute = _add(picks["shared"], row_pick.get("compute"))
                 method, info = _method_text(name, row_pick), {}
             rows.append(Row(name=name, method=method, prompts=resp["prompts"], refused=resp["refused"],
@@ -318,13 +322,12 @@ def main(argv: list[str] | None = None) -> None:
     scores = cmp.evaluate(python, base, folders)
     checkpoint = cmp.step_study(python, base)
     cosmic_seconds = picks["shared"]["seconds"] + picks["cosmic-lce"]["compute"]["seconds"]
-    budgets = cmp.heretic_budgets(checkpoint, checkpoint.parent.parent / "record.jsonl", cosmic_seconds)
+    study_record = (checkpoint.parent.parent / "record.jsonl").read_text(encoding="utf-8")
+    trials = [e for e in map(json.loads, study_record.splitlines()) if e["event"] == "score"]
     heretic: dict[str, dict] = {}
-    study_events = [json.loads(x) for x in (checkpoint.parent.parent / "record.jsonl").read_text().splitlines()]
-    trial_compute = [e for e in study_events if e["event"] == "score"]
-    for budget, n in budgets.items():
+    for budget, n in cmp.heretic_budgets(checkpoint, trials, cosmic_seconds).items():
         folder, info = cmp.export_heretic(python, base, checkpoint, budget, n, max_kl=scores["cosmic-lce"]["kl_divergence"])
-        used = trial_compute[:n]
+        used = trials[:n]
         info["compute"] = {"seconds": round(sum(e["seconds"] for e in used), 1),
                            "forward_rows": sum(e["forward_rows"] for e in used),
                            "generated_tokens": sum(e["generated_tokens"] for e in used)}

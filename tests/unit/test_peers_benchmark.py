@@ -115,12 +115,11 @@ def test_rows_on_other_prompts_are_not_paired():
 
 
 def test_budget_matching_counts_trials_within_cosmics_time(tmp_path):
-    cmp = Comparison.__new__(Comparison)
-    record = FIXTURE / "study_record.jsonl"
-    seconds = [e["seconds"] for e in _events("study_record.jsonl") if e["event"] == "score"]
-    budgets = cmp.heretic_budgets(FIXTURE / "study.jsonl", record, cosmic_seconds=seconds[0] + seconds[1] + 0.01)
+    trials = [e for e in _events("study_record.jsonl") if e["event"] == "score"]
+    seconds = [e["seconds"] for e in trials]
+    budgets = Comparison.heretic_budgets(FIXTURE / "study.jsonl", trials, cosmic_seconds=seconds[0] + seconds[1] + 0.01)
     assert budgets == {"matched": 2, "full": 6}
-    assert cmp.heretic_budgets(FIXTURE / "study.jsonl", record, cosmic_seconds=0.001)["matched"] == 1
+    assert Comparison.heretic_budgets(FIXTURE / "study.jsonl", trials, cosmic_seconds=0.001)["matched"] == 1
 
 
 def test_prompt_sets_are_disjoint_and_reproducible():
