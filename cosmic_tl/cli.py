@@ -70,7 +70,7 @@ def _cmd_run(args) -> int:
 
     config = config_from_args(args)
     log.debug("Configuration (fingerprint %s): %s", config.fingerprint(), config.to_dict())
-    summary = run_pipeline(config, args.out, progress=not args.quiet, log=log.info)
+    summary = run_pipeline(config, args.out, sibling=args.reuse_from, progress=not args.quiet, log=log.info)
     print((Path(args.out) / "report.md").read_text())
     print(f"Artifacts: {args.out}/  (summary.json, report.md, figures/*.html, explorer.html)")
     return 0 if summary else 1
@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="the end-to-end COSMIC pipeline")
     _add_run_options(run)
+    run.add_argument("--reuse-from", metavar="RUN", help="a run of the same model, sizes and prompts that differs "
+                     "only in selection, steering, alpha or filters: its prompts, directions, evaluation layers "
+                     "and unsteered completions are copied (hash-checked) instead of recomputed")
     add_concept_arguments(run)
     run.set_defaults(fn=_cmd_run)
     models = sub.add_parser("models", help="list the shipped offline models")

@@ -25,6 +25,7 @@ Adding a step (e.g. a capability benchmark or a statistics summary): one more en
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -42,6 +43,7 @@ from cosmic_tl.runs.concept_steps import (
     concept_conditions, concept_judges, concept_metrics_step, concept_record, length_judges,
 )
 from cosmic_tl.runs.lengths import length_step
+from cosmic_tl.runs.sibling import check_sibling, share_steps
 from cosmic_tl.runs.folder import RunFolder
 from cosmic_tl.runs.layout import REPORT, SUMMARY
 from cosmic_tl.runs.steps import (
@@ -50,17 +52,19 @@ from cosmic_tl.runs.steps import (
 from cosmic_tl.workflows.explorer_page import write_explorer
 
 
-def pipeline_steps(config: RunConfig, concept: Concept | None = None) -> list[Step]:
+def pipeline_steps(config: RunConfig, concept: Concept | None = None, sibling: Path | None = None) -> list[Step]:
     """The pipeline's steps for ``config``, in order.
 
     Args:
         config: The run configuration.
         concept: What the prompts contrast (default: the configuration's, refusal when it names none).
+        sibling: A run checked by :func:`~cosmic_tl.runs.sibling.check_sibling`: the steps that do not
+            depend on the selection or steering (:func:`shared_step_names`) are taken from it.
     """
     concept = concept or config.build_concept()
     arditi = uses_arditi_filter(config)
     conditions = concept_conditions(concept)
-    return [
+    steps = [
         sample_step(concept_sampler(concept), arditi_filter=arditi),
         candidates_step(check_prompts=arditi),
         eval_layers_step(),
@@ -73,6 +77,14 @@ def pipeline_steps(config: RunConfig, concept: Concept | None = None) -> list[St
         template_step(),
         figures_step(run_figures),
     ]
+    return share_steps(steps, shared_step_names(concept), sibling)
+
+
+def shared_step_names(concept: Concept) -> set[str]:
+    """Steps two runs differing only in :data:`~cosmic_tl.runs.sibling.SELECTION_ONLY_FIELDS` share:
+    the prompts, the candidate directions, the evaluation layers and the unsteered completions."""
+    unsteered = {completions_step(c).name for c in concept_conditions(concept) if not c.interventions}
+    return {"data", "directions", "eval_layers", *unsteered}
 
 
 def open_pipeline_folder(config: RunConfig, out: str | os.PathLike, concept: Concept | None = None) -> RunFolder:
@@ -89,6 +101,7 @@ def run_pipeline(
     *,
     model: ChatModel | None = None,
     concept: Concept | None = None,
+    sibling: str | os.PathLike | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
@@ -109,6 +122,7 @@ def run_pipeline(
         The contents of ``summary.json``.
 
     Raises:
+        SiblingError: ``sibling`` is not a run that can share this one's steps.
         ModelNotFoundError, MissingModelPackageError, CorruptGGUFError, DatasetError: a bad model,
             a bad concept (``ConceptError``, a ``DatasetError``) or sizes larger than the data,
             before the run folder is created (so that folder is not tied to a configuration that
@@ -126,11 +140,13 @@ def run_pipeline(
         check_model_source(config.model)
     concept = concept or config.build_concept()
     concept_sampler(concept)(config)
+    if sibling is not None:
+        sibling = check_sibling(sibling, config, concept_record(concept), uses_arditi_filter)
     model = model_before_claiming(config, out, model)  # a new run's layer_stride is checked before its folder exists
     folder = open_pipeline_folder(config, out, concept)
     with folder.locked(log):
         ctx = StepContext(folder, config, model=model, progress=progress, log=log, concept=concept)
-        ctx.run_steps(pipeline_steps(config, concept))
+        ctx.run_steps(pipeline_steps(config, concept, sibling))
         summary = run_summary(ctx.run)
         atomic.write_json(ctx.path(SUMMARY), summary)
         atomic.write_text(ctx.path(REPORT), render_report(summary))

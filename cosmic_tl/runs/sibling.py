@@ -1,0 +1,119 @@
+"""Take a sibling run's finished steps instead of recomputing them, checked byte for byte.
+
+Runs of one model that differ only in how the direction is chosen and applied (selection method,
+steering rule, α, the selection's filters, an extra judge) draw the same prompts, compute the same
+candidate directions and evaluation layers, and generate the same unsteered completions. A run
+given such a sibling (``run_pipeline(..., sibling=...)``, ``cosmic-tl run --reuse-from``) copies the
+files of those steps from it instead of recomputing them:
+
+- the sibling must be a finished-or-partial pipeline run whose configuration equals this one in
+  every field but :data:`SELECTION_ONLY_FIELDS`, with the same concept, and neither run may apply
+  Arditi's data filter (it makes the prompts depend on the selection); otherwise a one-line
+  :class:`SiblingError` says which field differs, before anything is written;
+- each file is copied only when its bytes still hash to what the sibling's step marker recorded;
+  a step the sibling has not finished, or whose files changed, is computed here instead (logged);
+- the copied files are this run's own from then on: its step markers record them as any step's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from cosmic_tl import atomic
+from cosmic_tl.config import RunConfig
+from cosmic_tl.runs.context import Step, StepContext
+from cosmic_tl.runs.files import read_json
+from cosmic_tl.runs.folder import STEPS_DIR, file_changed, own_file, read_run_record
+
+SELECTION_ONLY_FIELDS = frozenset({
+    "selection", "steering", "alpha", "refusal_token_variant", "kl_threshold", "prune_fraction",
+    "parity_inplace", "judge_model",
+})
+"""Configuration fields that change only the selection, the steered conditions or the judging: runs
+differing only in these share their prompts, directions, evaluation layers and unsteered replies."""
+
+
+class SiblingError(ValueError):
+    """A run cannot take steps from the named sibling (one line: which run, what differs)."""
+
+
+def check_sibling(sibling: str | os.PathLike, config: RunConfig, concept_record: dict,
+                  arditi_filter: Callable[[RunConfig], bool]) -> Path:
+    """The sibling's folder when its steps can stand in for this run's shared steps.
+
+    Args:
+        sibling: The sibling run's folder.
+        config: This run's configuration.
+        concept_record: What this run's ``config.json`` records of its concept.
+        arditi_filter: Whether a configuration applies Arditi's data filter.
+
+    Raises:
+        SiblingError: no pipeline run there, or its configuration differs in a shared field.
+    """
+    root = Path(sibling)
+    record = read_run_record(root) if root.is_dir() else None
+    if record is None or record.get("kind") != "pipeline" or not isinstance(record.get("config"), dict):
+        raise SiblingError(f"--reuse-from {root}: no pipeline run folder there (no readable run config.json); "
+                           "name the folder of a `cosmic-tl run` of the same model and sizes, or leave it out.")
+    if arditi_filter(config) or arditi_filter(RunConfig(**{k: v for k, v in record["config"].items()
+                                                          if k != "resolved_sizes"})):
+        raise SiblingError(f"--reuse-from {root}: Arditi's data filter makes the prompts depend on the selection, "
+                           "so its runs share no steps; use --refusal-token-variant cosmic-repo or leave it out.")
+    mine, theirs = config.to_dict(), record["config"]
+    differ = sorted(k for k in set(mine) | set(theirs)
+                    if k not in SELECTION_ONLY_FIELDS and mine.get(k) != theirs.get(k))
+    if differ:
+        k = differ[0]
+        raise SiblingError(f"--reuse-from {root}: that run has {k} = {theirs.get(k)!r}, this one {mine.get(k)!r} "
+                           f"(runs share steps only when they differ in {', '.join(sorted(SELECTION_ONLY_FIELDS))}); "
+                           "name a run of the same settings or leave it out.")
+    if record.get("concept") != concept_record:
+        raise SiblingError(f"--reuse-from {root}: that run contrasts another concept or other prompt files; "
+                           "name a run of the same concept or leave it out.")
+    return root
+
+
+def verified_files(sibling: Path, step: str) -> tuple[dict[str, bytes] | None, str]:
+    """The files ``step`` wrote in ``sibling``, read and checked against its marker, or (None, why not)."""
+    rel_marker = f"{STEPS_DIR}/{step}.json"
+    if own_file(sibling, rel_marker) is None:
+        return None, "the sibling has not finished it"
+    try:
+        recorded = read_json(sibling / rel_marker)["files"]
+    except (KeyError, TypeError, ValueError, OSError):
+        return None, f"the sibling's {rel_marker} is unreadable"
+    out = {}
+    for rel, expected in recorded.items():
+        why = file_changed(sibling, rel, expected)
+        if why is not None:
+            return None, f"in the sibling, {why}"
+        data = (sibling / rel).read_bytes()
+        if hashlib.sha256(data).hexdigest() != expected.get("sha256"):  # changed between check and read
+            return None, f"in the sibling, {rel} changed while it was read"
+        out[rel] = data
+    return out, ""
+
+
+def from_sibling(step: Step, sibling: Path) -> Step:
+    """``step``, taking its files from ``sibling`` when it finished there intact, computing them otherwise."""
+
+    def fn(ctx: StepContext) -> None:
+        files, why = verified_files(sibling, step.name)
+        if files is None:
+            ctx.log(f"  computing it here: {why}")
+            step.fn(ctx)
+            return
+        for rel, data in files.items():
+            atomic.write_bytes(ctx.path(rel), data)
+        ctx.log(f"  taken from {sibling} ({len(files)} files, sha256 checked against its step marker)")
+
+    return Step(step.name, fn)
+
+
+def share_steps(steps: Sequence[Step], shared: Iterable[str], sibling: Path | None) -> list[Step]:
+    """``steps`` with those named in ``shared`` taken from ``sibling`` (unchanged when there is none)."""
+    shared = set(shared)
+    return [from_sibling(s, sibling) if sibling is not None and s.name in shared else s for s in steps]
