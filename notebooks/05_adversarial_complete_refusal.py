@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -46,6 +46,7 @@ from cosmic_tl.experiments.adversarial import (
     ADV_SYSTEM_PROMPT, comparison_table, read_refusal_scores, read_saturation, run_adversarial, saturation_figure,
     steering_effects,
 )
+from cosmic_tl.experiments.common import REPORT_JUDGE
 from cosmic_tl.runs.figures import run_provenance
 from cosmic_tl.workflows.notebook import notebook_settings
 
@@ -114,13 +115,14 @@ for key, selection in experiment.subruns().items():
 # %% [markdown]
 # ## Steering the normal model
 #
-# Refusal rates (substring judge) of the normal model, without a system prompt, steered by each
-# direction.
+# Refusal rates of the normal model, without a system prompt, steered by each direction, read by
+# the headline judge (`refusal_stance`, the pipeline's; the paper's substring judge's verdicts are
+# saved beside it).
 
 # %%
 display(comparison)
 metrics = experiment.metrics()
-metrics = metrics[metrics.judge == ct.SubstringJudge.name]
+metrics = metrics[metrics.judge == REPORT_JUDGE]
 for dataset in ("harmful", "harmless"):
     fig = plots.refusal_bars(metrics, dataset=dataset, by_category=False, subtitle=subtitle)
     fig.update_layout(title_text=f"{dataset} test prompts: refusal rate of the normal model, steered")

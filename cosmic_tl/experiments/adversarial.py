@@ -25,10 +25,10 @@ from cosmic_tl import atomic, plots
 from cosmic_tl.activations import candidate_directions
 from cosmic_tl.config import RunConfig
 from cosmic_tl.experiments.common import (
-    describe_sizes, effects_table, experiment_context, markdown_table, refusal_rate, refusal_text, write_report,
+    REPORT_JUDGE, describe_sizes, effects_table, experiment_context, experiment_judges, markdown_table, refusal_rate,
+    refusal_text, write_report,
 )
 from cosmic_tl.experiments.registry import Experiment, register_experiment
-from cosmic_tl.judges import SubstringJudge
 from cosmic_tl.models import ChatModel
 from cosmic_tl.plots.common import set_title
 from cosmic_tl.runs.context import Condition, Intervention, ModelVariant, Step, StepContext
@@ -198,7 +198,7 @@ def conditions(run: Run) -> list[Condition]:
 
 
 def comparison_table(run: Run) -> pd.DataFrame:
-    """method × extraction × refusal rates (substring judge) of the steered normal model."""
+    """method × extraction × refusal rates (headline judge) of the steered normal model."""
     base = {d: refusal_rate(run, d, "baseline") for d in ("harmful", "harmless")}
     rows = []
     for method, extraction in ROWS:
@@ -223,7 +223,7 @@ def _write_comparison(ctx: StepContext) -> None:
 
 def _figures(run: Run) -> dict:
     metrics = run.metrics()
-    metrics = metrics[metrics.judge == SubstringJudge.name]
+    metrics = metrics[metrics.judge == REPORT_JUDGE]
     subtitle = run_provenance(run)
     figures = {
         "saturation": saturation_figure(read_refusal_scores(run), subtitle=subtitle),
@@ -253,7 +253,7 @@ def run_adversarial(
     with experiment_context("adversarial", config, out, ADVERSARIAL_PARAMS, model=model, progress=progress, log=log) as ctx:
         ctx.run_steps(selection_steps())
         sets = conditions(ctx.run)
-        ctx.run_steps([*(completions_step(c) for c in sets), judges_step(sets), metrics_step(sets),
+        ctx.run_steps([*(completions_step(c) for c in sets), judges_step(sets, experiment_judges), metrics_step(sets),
                        Step("comparison", _write_comparison),
                        figures_step(_figures)])
         table = read_csv(ctx.path("comparison.csv"))
@@ -280,7 +280,7 @@ def _report(run: Run, config: RunConfig, table: pd.DataFrame) -> list[str]:
         lines.append(f"Under the system prompt the baseline's per-candidate scores span abl_refusal "
                      f"[{t.abl_refusal.min():.3f}, {t.abl_refusal.max():.3f}], add_refusal "
                      f"[{t.add_refusal.min():.3f}, {t.add_refusal.max():.3f}].")
-    lines += ["", "## Steering the normal model (substring judge)", "", *markdown_table(table), "",
+    lines += ["", "## Steering the normal model (headline judge)", "", *markdown_table(table), "",
               "Unsteered: harmful " + refusal_text(run, "harmful", "baseline") + ", harmless "
               + refusal_text(run, "harmless", "baseline") + ".", "",
               *effects_table(steering_effects(run), "the unsteered normal model"), "",
@@ -291,9 +291,9 @@ def _report(run: Run, config: RunConfig, table: pd.DataFrame) -> list[str]:
 
 def steering_effects(run: Run) -> list[Effect]:
     """Each found direction's ablation (harmful, expected decrease) and addition (harmless, expected
-    increase) against the unsteered normal model, paired on the same prompts (substring judge)."""
+    increase) against the unsteered normal model, paired on the same prompts (headline judge)."""
     return [e for sub in run.subruns().values() if "error" not in sub.selection_summary()
-            for e in effects(sub) if e.judge == SubstringJudge.name]
+            for e in effects(sub) if e.judge == REPORT_JUDGE]
 
 
 ADVERSARIAL_EXPERIMENT = register_experiment(Experiment(

@@ -18,10 +18,11 @@ import pandas as pd
 
 from cosmic_tl import atomic
 from cosmic_tl.config import RunConfig
-from cosmic_tl.judges import SubstringJudge
+from cosmic_tl.judges import Judge, headline_judge
 from cosmic_tl.metrics import ALL_CATEGORIES
 from cosmic_tl.models import ChatModel, check_model_source
 from cosmic_tl.runs.context import StepContext
+from cosmic_tl.runs.evaluate import default_judges
 from cosmic_tl.runs.folder import RunFolder
 from cosmic_tl.runs.layout import REPORT
 from cosmic_tl.runs.reader import Run
@@ -57,15 +58,26 @@ def experiment_context(name: str, config: RunConfig, out: str | os.PathLike, par
         yield StepContext(folder, config, model=model, progress=progress, log=log)
 
 
+REPORT_JUDGE = headline_judge().name
+"""The judge the experiments' tables, tests and figures read: the headline refusal judge, as the
+pipeline's (the paper's substring judge's verdicts are saved beside it in ``judges/``)."""
+
+
+def experiment_judges(ctx: StepContext) -> list[Judge]:
+    """The judges of an experiment's ``judges`` step: the headline judge, then the pipeline's defaults
+    (the paper's substring judge, and ``judge_model``'s when configured)."""
+    return [headline_judge(), *default_judges(ctx)]
+
+
 def refusal_rate(run: Run, dataset: str, condition: str) -> float:
-    """The substring judge's refusal rate of one completion set, over all its categories."""
+    """The headline judge's refusal rate of one completion set, over all its categories."""
     return float(refusal_row(run, dataset, condition).refusal_rate)
 
 
 def refusal_row(run: Run, dataset: str, condition: str) -> pd.Series:
-    """The substring judge's overall row of one completion set in ``metrics/refusal.csv``."""
+    """The headline judge's overall row of one completion set in ``metrics/refusal.csv``."""
     m = run.metrics()
-    rows = m[(m.judge == SubstringJudge.name) & (m.dataset == dataset) & (m.condition == condition)
+    rows = m[(m.judge == REPORT_JUDGE) & (m.dataset == dataset) & (m.condition == condition)
              & (m.category == ALL_CATEGORIES)]
     if rows.empty:
         raise KeyError(f"{run.root}/metrics/refusal.csv has no rate for {dataset} {condition}.")
@@ -81,7 +93,7 @@ def refusal_text(run: Run, dataset: str, condition: str) -> str:
 def effects_table(effects: Sequence[Effect], baseline: str) -> list[str]:
     """Markdown lines: each effect's rates with count/n and Wilson interval, McNemar p and verdict."""
     return [
-        f"Refusal rates (substring judge) against {baseline} on the same prompts (exact McNemar test, "
+        f"Refusal rates ({REPORT_JUDGE} judge) against {baseline} on the same prompts (exact McNemar test, "
         "two-sided; significant: p < 0.05 with the expected sign):", "",
         "| prompts | condition | baseline | with condition | p | verdict |", "|---|---|---|---|---|---|",
         *(effect_row(e) for e in effects),

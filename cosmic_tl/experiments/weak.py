@@ -25,10 +25,10 @@ import torch
 from cosmic_tl import plots
 from cosmic_tl.config import RunConfig
 from cosmic_tl.experiments.common import (
-    describe_sizes, effects_table, experiment_context, markdown_table, refusal_row, write_report,
+    REPORT_JUDGE, describe_sizes, effects_table, experiment_context, experiment_judges, markdown_table, refusal_row,
+    write_report,
 )
 from cosmic_tl.experiments.registry import Experiment, register_experiment
-from cosmic_tl.judges import SubstringJudge
 from cosmic_tl.models import ChatModel
 from cosmic_tl.runs.context import Condition, Intervention, ModelVariant, Step, StepContext
 from cosmic_tl.runs.effects import effects
@@ -93,7 +93,7 @@ def conditions(sweep: list[tuple[str, str, float]], natural: bool) -> list[Condi
 
 
 def sweep_table(run: Run, sweep: list[tuple[str, str, float]]) -> pd.DataFrame:
-    """One row per swept model: α, the substring judge's refusal rates with their counts, n and
+    """One row per swept model: α, the headline judge's refusal rates with their counts, n and
     95% Wilson intervals, and the label."""
     rows = []
     for name, label, alpha in sweep:
@@ -113,12 +113,12 @@ def read_sweep(run: Run) -> pd.DataFrame:
 
 
 def sweep_effects(run: Run) -> list[Effect]:
-    """Paired tests (substring judge) of the swept models (:func:`read_sweep`), from the stages'
+    """Paired tests (headline judge) of the swept models (:func:`read_sweep`), from the stages'
     effects: M′ against M on harmful prompts (expected: less refusal), and each r₂ addition
     against the model it is added to (expected: more refusal, on both prompt sets)."""
     swept = set(read_sweep(run).condition)
     return [e for sub in run.subruns().values() for e in effects(sub)
-            if e.judge == SubstringJudge.name and e.condition in swept]
+            if e.judge == REPORT_JUDGE and e.condition in swept]
 
 
 def weak_params(alphas: Sequence[float] = WEAK_ALPHAS, natural: bool = False) -> dict:
@@ -149,7 +149,7 @@ def run_weak(
     Returns:
         :func:`sweep_table`: ``alpha``, ``harmful_refusal`` / ``harmless_refusal`` with their
         ``*_count``, ``n_*``, ``*_ci_low``, ``*_ci_high``, then ``label`` and ``condition``
-        (substring judge).
+        (headline judge).
     """
     params = weak_params(alphas, natural)
     alphas = params["alphas"]
@@ -165,7 +165,7 @@ def run_weak(
         def write_sweep(ctx: StepContext) -> None:
             write_csv(ctx.path(SWEEP), sweep_table(ctx.run, sweep))
 
-        ctx.run_steps([*(completions_step(c) for c in sets), judges_step(sets), metrics_step(sets),
+        ctx.run_steps([*(completions_step(c) for c in sets), judges_step(sets, experiment_judges), metrics_step(sets),
                        Step("sweep", write_sweep),
                        figures_step(_figures)])
         table = read_sweep(ctx.run)
