@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 
-from suite import Spec, suite  # noqa: E402
+from results_suite import Spec, suite  # noqa: E402
 
 from cosmic_tl import atomic  # noqa: E402
 from cosmic_tl.runs.files import read_json  # noqa: E402
@@ -71,12 +71,12 @@ def commit() -> dict:
 
 def command(spec: Spec, results: Path) -> list[str]:
     """The ``cosmic-tl`` command of ``spec``, paths relative to the repository root."""
-    out = (results / "runs" / spec.name).relative_to(ROOT) if results.is_relative_to(ROOT) else results / "runs" / spec.name
-    cmd = ["cosmic-tl", *spec.args, "--out", str(out), "-q"]
-    if spec.sibling:
-        sibling = Path(out).parent.parent / spec.sibling
-        cmd[cmd.index("--out"):cmd.index("--out")] = ["--reuse-from", str(sibling)]
-    return cmd
+    def shown(name: str) -> str:
+        path = results / "runs" / name
+        return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+    sibling = ["--reuse-from", shown(spec.sibling)] if spec.sibling else []
+    return ["cosmic-tl", *spec.args, *sibling, "--out", shown(spec.name), "-q"]
 
 
 def _record(results: Path, name: str, entry: dict, cmd: list[str], what: str) -> None:
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in specs:
             if run_one(s, results) != 0:
                 failed.append(s.name)
-    from table import write_tables
+    from results_table import write_tables
 
     write_tables(results, suite())
     if failed:
