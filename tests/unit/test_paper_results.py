@@ -160,3 +160,21 @@ def test_the_committed_tables_are_built_from_the_committed_runs():
     assert json.loads((results / "results.json").read_text()) == json.loads(json.dumps(record, default=str))
     runs = (results / "README.md").read_text(encoding="utf-8").split(results_table.RUNS_START)[1]
     assert runs.split(results_table.RUNS_END)[0].strip("\n").splitlines() == results_table.run_lines(results, suite())
+
+
+def test_every_finished_results_run_opens_from_results_with_its_run_in_every_figure():
+    """Each committed run's report, explorer page and figures are there, verified against the run's
+    step markers, and each figure's subtitle names that run."""
+    from cosmic_tl.runs.folder import verify_recorded
+
+    finished = [s for s in suite() if results_table.finished(ROOT / "results", s) is not None]
+    for spec in finished:
+        root = ROOT / "results" / "runs" / spec.name
+        run = open_run(root)
+        assert (root / "report.md").read_text(encoding="utf-8").startswith("# ")
+        assert (root / "explorer.html").stat().st_size > 100_000  # one offline page, plotly inlined
+        figures = [f for f in run.figure_paths() if f.suffix == ".html"]
+        assert figures, f"{spec.name} has no figures"
+        for figure in figures:
+            assert verify_recorded(root, figure), f"{figure} is not recorded by a step"
+            assert run.fingerprint in figure.read_text(encoding="utf-8"), f"{figure.name} does not name its run"
