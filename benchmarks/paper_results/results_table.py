@@ -102,13 +102,15 @@ def _tqa(row: dict) -> str:
 
 
 def main_lines(rows: list[dict], comparisons: list[dict]) -> list[str]:
-    lines = ["| model | selection | rule | pick (pos, layer) | harmful refusal: none → ablation | "
-             "harmless refusal: none → addition | next-token KL abl / add | TruthfulQA none / abl / add |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [f"| model | selection | rule | pick (pos, layer) | harmful refusal ({JUDGE}): none → ablation | "
+             f"harmless refusal ({JUDGE}): none → addition | test prompts · reply tokens | next-token KL abl / add "
+             "| TruthfulQA none / abl / add |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         e = {d: Effect.from_dict(r["effects"][JUDGE][d]) for d in STEERED}
         lines.append(f"| {short(r['model'])} | {r['selection']} | {r['steering'].upper()} | ({r['pick'][0]}, {r['pick'][1]}) "
-                     f"| {_cell(e['harmful'])} | {_cell(e['harmless'])} | {_kl(r)} | {_tqa(r)} |")
+                     f"| {_cell(e['harmful'])} | {_cell(e['harmless'])} | {r['n_test']} + {r['n_test']} · "
+                     f"{r['max_new_tokens']} | {_kl(r)} | {_tqa(r)} |")
     if comparisons:
         lines += ["", "| model | rule | COSMIC pick | refusal-token pick | same candidate | cosine | "
                   "harmful under ablation: COSMIC vs refusal-token | harmless under addition: COSMIC vs refusal-token |",
@@ -187,7 +189,9 @@ def build(results: Path, specs: list[Spec]) -> tuple[dict, list[str]]:
     robust = [robustness_record(s, runs[s.name]) for s in specs if s.group == "robustness" and runs[s.name] is not None]
     missing = [s.name for s in specs if runs[s.name] is None]
     record = {"judge": JUDGE, "main": main, "comparisons": comparisons, "robustness": robust, "not_run": missing}
-    lines = [*main_lines(main, comparisons), "", *claim_lines(comparisons)]
+    lines = main_lines(main, comparisons)
+    if comparisons:
+        lines += ["", *claim_lines(comparisons)]
     if robust:
         lines += ["", *robustness_lines(robust)]
     if missing:
