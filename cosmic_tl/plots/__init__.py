@@ -13,7 +13,7 @@ from cosmic_tl.plots.common import (
     BLOCK_INPUT_AXIS, BLOCK_OUTPUT_AXIS, NO_DATA, POSITION_AXIS, PlotInputError, provenance, set_title,
     template_position_labels,
 )
-from cosmic_tl.plots.export import save_figure
+from cosmic_tl.plots.export import figure_png, save_figure
 from cosmic_tl.plots.heatmaps import (
     COSMIC_METRICS, REFUSAL_TOKEN_METRICS, candidate_norm_heatmap, cosine_heatmap, score_heatmaps, selection_dashboard,
     shared_color_ranges,
@@ -26,7 +26,7 @@ from cosmic_tl.plots.rates import capability_bars, effect_label, effects_plot, r
 __all__ = [
     "BLOCK_INPUT_AXIS", "BLOCK_OUTPUT_AXIS", "COSMIC_METRICS", "FINAL_NORM", "NO_DATA", "POSITION_AXIS", "REFUSAL_TOKEN_METRICS",
     "PlotInputError", "agreement_scatter", "alpha_sweep_plot", "candidate_norm_heatmap", "capability_bars",
-    "cosine_heatmap", "effect_label", "effects_plot", "eval_layer_inputs", "layer_cosine_line", "length_curve", "projection_plot",
+    "cosine_heatmap", "effect_label", "effects_plot", "eval_layer_inputs", "figure_png", "layer_cosine_line", "length_curve", "projection_plot",
     "provenance", "refusal_bars", "save_figure", "score_heatmaps", "selection_dashboard", "set_title",
     "shared_color_ranges", "template_position_labels",
 ]

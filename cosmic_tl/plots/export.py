@@ -21,7 +21,6 @@ def save_figure(fig: go.Figure, path_without_suffix: str | Path, png: bool = Tru
     Returns:
         The files written. A failed PNG export is logged once and skipped.
     """
-    global _png_export_works
     base = Path(path_without_suffix)
     if base.suffix in (".html", ".png"):
         base = base.with_suffix("")
@@ -35,12 +34,32 @@ def save_figure(fig: go.Figure, path_without_suffix: str | Path, png: bool = Tru
         from plotly.offline import get_plotlyjs
 
         atomic.write_text(bundle, get_plotlyjs())
-    if png and _png_export_works:
-        png_path = base.with_name(base.name + ".png")
-        try:
-            written.append(atomic.write_bytes(png_path, fig.to_image(format="png")))
-        except (ImportError, RuntimeError, ValueError, OSError) as e:
-            _png_export_works = False
-            logger.warning("PNG export skipped (kaleido/Chrome not usable offline: %s); HTML only.",
-                           str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+    if png:
+        image = figure_png(fig)
+        if image is not None:
+            written.append(atomic.write_bytes(base.with_name(base.name + ".png"), image))
     return written
+
+
+def figure_png(fig: go.Figure, width: int | None = None, scale: float = 1) -> bytes | None:
+    """``fig`` as PNG bytes (kaleido), or None where no static export works offline.
+
+    Args:
+        fig: The figure.
+        width: Its width in pixels (None: the figure's own, else plotly's 700).
+        scale: Pixel density; 1 keeps files small.
+
+    Returns:
+        The PNG, or None after a failed export (kaleido or Chrome missing): the first failure is
+        logged and later calls return None at once, since each try costs a browser start.
+    """
+    global _png_export_works
+    if not _png_export_works:
+        return None
+    try:
+        return fig.to_image(format="png", width=width, scale=scale)
+    except (ImportError, RuntimeError, ValueError, OSError) as e:
+        _png_export_works = False
+        logger.warning("PNG export skipped (kaleido/Chrome not usable offline: %s); HTML only.",
+                       str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        return None

@@ -11,7 +11,8 @@ CPU, the default otherwise; ``paper``: the paper's sizes). Run folders live in
 
 Notebooks share run folders: :meth:`NotebookSettings.pipeline` finds the run of a configuration
 (``<label>-<fingerprint[:8]>``) or makes it, so a step one notebook finished is reused by the next.
-:meth:`NotebookSettings.show` saves a figure to the figures folder and shows it.
+:meth:`NotebookSettings.show` saves a figure to the figures folder and shows it, interactive and as
+a static image (what a viewer that runs no JavaScript, such as GitHub's, shows).
 """
 
 from __future__ import annotations
@@ -26,16 +27,21 @@ from typing import Callable
 import plotly.graph_objects as go
 import plotly.io as pio
 import torch
+from IPython.display import Image, display
 
 from cosmic_tl.concepts import Concept
 from cosmic_tl.config import RunConfig
 from cosmic_tl.models import ChatModel
-from cosmic_tl.plots import save_figure
+from cosmic_tl.plots import figure_png, save_figure
 from cosmic_tl.runs.reader import Run, open_run
 from cosmic_tl.workflows.pipeline import run_pipeline
 
-# plotly.js embedded in each notebook (renders offline), plus the mimetype JupyterLab and VS Code render.
+# plotly.js embedded in each notebook (renders offline), plus the mimetype JupyterLab and VS Code render
+# (tools/run_notebooks.py drops the embedded copy from the committed notebooks: 5 MB each).
 RENDERER = "plotly_mimetype+notebook"
+
+# Width in pixels of the static image NotebookSettings.show adds below each interactive figure.
+PNG_WIDTH = 900
 
 # RunConfig sizes of each setting.
 RUN_SIZES = {
@@ -113,9 +119,20 @@ class NotebookSettings:
 
     def show(self, fig: go.Figure, name: str) -> None:
         """Save ``fig`` as ``<figures>/<name>.html`` (:func:`~cosmic_tl.plots.save_figure`, no PNG)
-        and show it in the notebook."""
+        and show it twice: interactive, then as a static PNG image.
+
+        The static image is for viewers that run no JavaScript (GitHub's notebook view shows an
+        ``image/png`` output but leaves an interactive plotly output blank); it stays in the
+        notebook only, so ``figures/`` keeps one file per figure. Where no static export works
+        (kaleido or Chrome missing), one printed line says so instead.
+        """
         save_figure(fig, self.figures / name, png=False)
         fig.show()
+        png = figure_png(fig, width=PNG_WIDTH)  # scale 1: a moderate file in the committed notebook
+        if png is None:
+            print(f"(no static image of {name}: PNG export needs kaleido and Chrome)")
+        else:
+            display(Image(data=png, format="png"))
 
     def __str__(self) -> str:
         return f"size setting {self.size!r}: {self.run_sizes}; runs -> {self.runs}; figures -> {self.figures}"

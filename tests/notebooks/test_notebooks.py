@@ -1,7 +1,8 @@
 """The per-section notebooks: structure, jupytext pairing, and a full execution in CI sizes.
 
 Every ``notebooks/NN_name.py`` (jupytext py:percent, the reviewed source) must be paired with an
-``NN_name.ipynb`` holding the same cells and no outputs. Each notebook is then executed top to
+``NN_name.ipynb`` holding the same cells (committed executed at the ``small`` sizes: the unit test
+``tests/unit/test_committed_notebooks.py`` checks those outputs). Each notebook is then executed top to
 bottom in a fresh kernel with ``COSMIC_TL_NOTEBOOK_SIZE=ci`` (tiny sizes, the default model); any
 cell error fails the test. The notebooks run in file order and share one temporary output folder
 (``COSMIC_TL_NOTEBOOK_OUT``), so later notebooks reuse the run folders of earlier ones, as they do
@@ -69,15 +70,6 @@ def test_py_and_ipynb_are_in_sync(source):
     assert _cells(from_py) == _cells(from_ipynb), f"{ipynb.name} is out of sync with {source.name}"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_ipynb_is_committed_without_outputs(path):
-    notebook = nbformat.read(path, as_version=4)
-    for k, cell in enumerate(notebook.cells):
-        if cell.cell_type == "code":
-            assert cell.outputs == [], f"{path.name} cell {k} has outputs; strip them"
-            assert cell.execution_count is None, f"{path.name} cell {k} has an execution count"
-
-
 def _parameters(source: str) -> dict:
     """The values a parameter cell assigns; it may hold nothing else (papermill overrides them)."""
     values = {}
@@ -122,7 +114,7 @@ def test_notebook_executes_in_ci_sizes(path, notebook_out, monkeypatch):
     monkeypatch.setenv("COSMIC_TL_NOTEBOOK_OUT", str(notebook_out))
     monkeypatch.setenv("COSMIC_TL_NOTEBOOK_FIGURES", str(notebook_out / "figures"))
     monkeypatch.setenv("TQDM_DISABLE", "1")
-    notebook = nbformat.read(path, as_version=4)
+    notebook = nbformat.read(path, as_version=4)  # its committed outputs are cleared cell by cell
     client = NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
     start, cpu_start = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime

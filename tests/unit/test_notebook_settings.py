@@ -8,9 +8,11 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
 import torch
+from IPython.display import Image
 
 from cosmic_tl.concepts import builtin_concept
 from cosmic_tl.config import RunConfig
+from cosmic_tl.plots import export
 from cosmic_tl.workflows import notebook
 from cosmic_tl.workflows.notebook import RUN_SIZES, notebook_settings
 
@@ -34,15 +36,60 @@ def test_settings_set_up_what_every_notebook_needs():
     assert notebook_settings("ci").size == "ci"  # the parameter cell's SIZE wins over the environment
 
 
-def test_show_saves_the_figure_where_the_notebooks_keep_them_and_shows_it(tmp_path, monkeypatch):
+@pytest.fixture
+def shown(monkeypatch):
+    """What NB.show put under the cell: interactive figures and displayed objects, in order."""
+    out = []
+    monkeypatch.setattr(go.Figure, "show", lambda fig, *a, **k: out.append(fig))
+    monkeypatch.setattr(notebook, "display", out.append)
+    return out
+
+
+def test_show_saves_the_figure_where_the_notebooks_keep_them_and_shows_it(tmp_path, monkeypatch, shown):
     monkeypatch.setenv("COSMIC_TL_NOTEBOOK_FIGURES", str(tmp_path / "figs"))
-    shown = []
-    monkeypatch.setattr(go.Figure, "show", lambda fig, *a, **k: shown.append(fig))
+    monkeypatch.setattr(notebook, "figure_png", lambda fig, width: b"\x89PNG fake")
     nb = notebook_settings("ci")
     fig = go.Figure(go.Scatter(x=[0, 1], y=[1, 0]))
     assert nb.show(fig, "00_line") is None  # nothing echoed under the cell
-    assert shown == [fig] and (tmp_path / "figs" / "00_line.html").is_file()
+    assert shown[0] is fig and (tmp_path / "figs" / "00_line.html").is_file()
+    # The PNG is shown below the figure, for viewers without JavaScript, and not saved to figures/.
+    assert isinstance(shown[1], Image) and shown[1].data == b"\x89PNG fake" and len(shown) == 2
     assert (tmp_path / "figs" / "plotly.min.js").is_file() and not (tmp_path / "figs" / "00_line.png").exists()
+
+
+def test_show_makes_a_real_static_image(tmp_path, monkeypatch, shown):
+    pytest.importorskip("kaleido")
+    monkeypatch.setenv("COSMIC_TL_NOTEBOOK_FIGURES", str(tmp_path))
+    monkeypatch.setattr(export, "_png_export_works", True)
+    fig = go.Figure(go.Bar(x=["a", "b"], y=[1, 2]))
+    png = export.figure_png(fig, width=notebook.PNG_WIDTH)
+    if png is None:
+        pytest.skip("no Chrome for kaleido on this machine")
+    notebook_settings("ci").show(fig, "00_bars")
+    assert shown[0] is fig and isinstance(shown[1], Image)
+    assert shown[1].data[:8] == b"\x89PNG\r\n\x1a\n"
+    width = int.from_bytes(shown[1].data[16:20], "big")  # the PNG header's IHDR width
+    assert width == notebook.PNG_WIDTH
+
+
+def test_show_without_static_export_shows_the_figure_and_says_so(tmp_path, monkeypatch, shown, capsys):
+    monkeypatch.setenv("COSMIC_TL_NOTEBOOK_FIGURES", str(tmp_path))
+    monkeypatch.setattr(export, "_png_export_works", True)
+
+    def no_browser(*args, **kwargs):
+        raise RuntimeError("Chrome not found\nmore detail")
+
+    monkeypatch.setattr(go.Figure, "to_image", no_browser)
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[1, 0]))
+    nb = notebook_settings("ci")
+    nb.show(fig, "00_line")
+    nb.show(fig, "00_again")  # after a failed export: no second try (each costs a browser start)
+    assert shown == [fig, fig] and (tmp_path / "00_line.html").is_file()
+    assert capsys.readouterr().out.splitlines() == [
+        "(no static image of 00_line: PNG export needs kaleido and Chrome)",
+        "(no static image of 00_again: PNG export needs kaleido and Chrome)",
+    ]
+    assert export._png_export_works is False
 
 
 def test_size_switch_defaults_and_refusal(monkeypatch):
