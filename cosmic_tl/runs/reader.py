@@ -193,7 +193,9 @@ class Run:
         summary = self.layout.selection_summary
         if summary is not None and (self.root / summary).is_file() and "error" in self.selection_summary():
             return None
-        return self.stored_direction(self._file(self.layout.direction, "direction"))
+        if self.layout.direction is None:
+            raise FileNotFoundError(f"{self!r} has no direction.")
+        return self.stored_direction(self.layout.direction)  # relative: a relative root is not joined twice
 
     def stored_direction(self, stem: str | os.PathLike) -> Direction:
         """A direction saved in the folder, by stem (e.g. an :class:`Intervention`'s ``direction``)."""

@@ -178,3 +178,12 @@ def test_every_finished_results_run_opens_from_results_with_its_run_in_every_fig
         for figure in figures:
             assert verify_recorded(root, figure), f"{figure} is not recorded by a step"
             assert run.fingerprint in figure.read_text(encoding="utf-8"), f"{figure.name} does not name its run"
+
+
+def test_a_run_opened_by_a_relative_path_reads_its_direction(tiny_results, monkeypatch):
+    """``make results`` names its folders relative to the repository (``--out results/runs/...``);
+    a run read there must not join the folder twice (a weak experiment once failed so)."""
+    results, specs = tiny_results
+    monkeypatch.chdir(results)
+    run = open_run(Path("runs") / specs[0].name)
+    assert run.direction().vector.shape == open_run(results / "runs" / specs[0].name).direction().vector.shape
