@@ -123,6 +123,11 @@ def execute(notebook: nbformat.NotebookNode) -> None:
     """Run ``notebook`` in a fresh kernel started in ``notebooks/`` (outputs land in its cells)."""
     NotebookClient(notebook, timeout=7200, kernel_name="python3", record_timing=False,
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    # A failed display (e.g. a formatter's exception) leaves an error output without raising.
+    failed = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code"
+              and any(o.output_type == "error" for o in c.get("outputs", []))]
+    if failed:
+        raise CellExecutionError(f"cell {failed[0]} shows an error output", "", "")
 
 
 def main(argv: list[str] | None = None) -> int:
