@@ -156,16 +156,19 @@ def robustness_lines(records: list[dict]) -> list[str]:
         for i, e in enumerate(rec["effects"]):
             eff = Effect.from_dict(e)
             lines.append(f"| {rec['experiment'] if i == 0 else ''} | {short(rec['model']) if i == 0 else ''} | "
-                         f"{picks if i == 0 else ''} | {eff.dataset} · {eff.condition} | {_cell(eff)} | {eff.outcome} |")
+                         f"{picks if i == 0 else ''} | {eff.dataset} · {e['label']} | {_cell(eff)} | {eff.outcome} |")
     return lines
 
 
 def robustness_record(spec: Spec, run: Run) -> dict:
     """An experiment's picks and paired effects (headline judge), as its own report counts them."""
     from cosmic_tl.experiments.adversarial import steering_effects
-    from cosmic_tl.experiments.weak import sweep_effects
+    from cosmic_tl.experiments.weak import read_sweep, sweep_effects
 
     found = {"adversarial": steering_effects, "weak": sweep_effects}[spec.tags["experiment"]](run)
+    labels = {}
+    if spec.tags["experiment"] == "weak":  # the sweep names each condition: "M′ + r₂ addition", α
+        labels = {row.condition: f"{row.label}, α = {row.alpha:g}" for row in read_sweep(run).itertuples()}
     picks = {}
     for key, sub in run.subruns().items():
         try:
@@ -173,7 +176,7 @@ def robustness_record(spec: Spec, run: Run) -> dict:
         except (OSError, ValueError):  # a stage without a selection of its own (e.g. the model as shipped)
             continue
     return {"run": spec.name, **spec.tags, "what": spec.what, "judge": JUDGE, "picks": picks,
-            "effects": [e.to_dict() for e in found]}
+            "effects": [{**e.to_dict(), "label": labels.get(e.condition, e.condition)} for e in found]}
 
 
 def build(results: Path, specs: list[Spec]) -> tuple[dict, list[str]]:

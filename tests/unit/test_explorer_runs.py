@@ -14,11 +14,13 @@ import pytest
 from cosmic_tl.config import RunConfig
 from cosmic_tl.experiments import run_adversarial, run_weak
 from cosmic_tl.experiments.adversarial import steering_effects
+from cosmic_tl.experiments.common import REPORT_JUDGE
 from cosmic_tl.explore import build_explorer_data, write_explorer_page
 from cosmic_tl.explore.maps import CELLS_TRACE
 from cosmic_tl.explore.precompute import precompute_top_k
 from cosmic_tl.explore.projections import cell_key
 from cosmic_tl.explore.widget import explore
+from cosmic_tl.judges import SubstringJudge
 from cosmic_tl.runs import open_run
 from cosmic_tl.runs.report import judged_flags
 from cosmic_tl.steering import steering_names
@@ -163,7 +165,11 @@ def test_adversarial_experiment_parts_are_its_subruns_with_their_own_completions
         rows = sets["harmful"]["rows"]
         assert [r["steered"] for r in rows] == [r["response"] for r in sub.completions("harmful", "ablation")]
         assert [r["baseline"] for r in rows] == [r["response"] for r in run.completions("harmful", "baseline")]
-        for effect in part["effects"]:  # the experiment's report counts the same
+        # The experiment's report counts the same with its judge (the headline one, listed first);
+        # the paper's substring judge's effects follow.
+        assert [e["judge"] for e in part["effects"]][:2] == [REPORT_JUDGE] * 2
+        assert {e["judge"] for e in part["effects"]} == {REPORT_JUDGE, SubstringJudge.name}
+        for effect in (e for e in part["effects"] if e["judge"] == REPORT_JUDGE):
             assert effect == expected[effect["dataset"], effect["condition"]]
     write_explorer_page(adversarial_run)
 

@@ -114,7 +114,8 @@ def test_the_table_reads_each_runs_own_effects_and_compares_the_picks_paired(tin
                            if (e["judge"], e["dataset"], e["condition"]) == (JUDGE, dataset, condition)) for r in (a, b)]
             assert [comparison["steered"][dataset]["baseline_count"], comparison["steered"][dataset]["count"]] == counts
     (adv,) = record["robustness"]
-    assert adv["effects"] == [e.to_dict() for e in steering_effects(open_run(results / "runs" / "tiny/adversarial"))]
+    assert adv["effects"] == [{**e.to_dict(), "label": e.condition}
+                              for e in steering_effects(open_run(results / "runs" / "tiny/adversarial"))]
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("after\n") and "old table" not in text
     block = text.split(results_table.START)[1].split(results_table.END)[0]
