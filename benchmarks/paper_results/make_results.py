@@ -30,8 +30,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 
+from machine import cpu_name, gpu_name  # noqa: E402
 from results_suite import Spec, suite  # noqa: E402
 
 from cosmic_tl import atomic  # noqa: E402
@@ -43,20 +44,14 @@ RECORDS = "records.json"
 
 def machine() -> dict:
     """The machine a run ran on, in words a reader can compare."""
-    cpu = platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), cpu)
     try:
         import torch
 
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-        threads = torch.get_num_threads()
+        gpu, threads = gpu_name(), torch.get_num_threads()
     except ImportError:
         gpu, threads = "unknown", None
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": threads, "gpu": gpu,
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": threads, "gpu": gpu,
             "memory_gib": round(memory, 1) if memory else None, "system": platform.system(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
 

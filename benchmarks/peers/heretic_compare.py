@@ -30,8 +30,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 
+from machine import cpu_name, gpu_name  # noqa: E402
 from heretic_runs import (  # noqa: E402
     checkpoint_of,
     ensure_venv,
@@ -289,12 +290,7 @@ def _commit() -> str:
 def _machine() -> str:
     import os
 
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.machine()) if Path("/proc/cpuinfo").exists() else platform.machine()
-    return f"{cpu}, {os.cpu_count()} CPU cores, {gpu}, {platform.system()}"
+    return f"{cpu_name()}, {os.cpu_count()} CPU cores, {gpu_name()}, {platform.system()}"
 
 
 def main(argv: list[str] | None = None) -> None:

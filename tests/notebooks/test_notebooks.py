@@ -14,6 +14,7 @@ observations print is one of the runs it read, in that effect's own words.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import re
 import resource
@@ -26,13 +27,12 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from cosmic_tl.runs import RunFolderError, open_run
-from cosmic_tl.runs.capability import read_capabilities
-from cosmic_tl.runs.effects import effects
-from cosmic_tl.stats import Effect
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
+_TOOL = importlib.util.spec_from_file_location("run_notebooks", ROOT / "tools" / "run_notebooks.py")
+run_notebooks = importlib.util.module_from_spec(_TOOL)
+_TOOL.loader.exec_module(run_notebooks)  # the tool that stamps the committed notebooks reads effects so
 SOURCES = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = [
@@ -136,27 +136,16 @@ def test_notebook_executes_in_ci_sizes(path, notebook_out, monkeypatch):
 
 def _effect_texts(out: Path) -> set[str]:
     """The sentence of every effect of every run under ``out`` and of the committed ``results/``
-    runs: each (sub-)run's effects and the pipeline runs' capability effects."""
-    texts = set()
+    runs (the ones notebook 04 reads), as the notebook tool reads them."""
     runs = out / "runs" / "notebooks"
     folders = sorted(runs.iterdir()) if runs.is_dir() else []  # 00_data writes no run
-    folders += sorted(ROOT.glob("results/runs/*/*"))  # the committed runs notebook 04 reads
-    for folder in folders:
-        try:
-            run = open_run(folder)
-        except RunFolderError:  # e.g. executed/, or a run that never got its record
-            continue
-        for part in (run, *run.subruns().values()):
-            texts |= {str(e) for e in effects(part)}
-        capabilities = read_capabilities(run) or {}
-        texts |= {str(Effect.from_dict(e)) for c in capabilities.values() for e in c["effects"]}
-    return texts
+    folders += sorted(ROOT.glob("results/runs/*/*"))
+    return set().union(*(run_notebooks.effect_sentences(folder) for folder in folders))
 
 
 def _assert_printed_effects_are_the_runs(notebook, out: Path) -> None:
     """Every effect sentence the observations print (a line with the McNemar p-value) is, word for
     word, an effect of a run the notebooks wrote: the numbers come from the runs, not from a copy."""
-    printed = "".join(o.get("text", "") for o in notebook.cells[-1].outputs if o.output_type == "stream")
-    lines = [line.strip().removeprefix("- ") for line in printed.splitlines() if "exact McNemar p =" in line]
     known = _effect_texts(out)
-    assert [line for line in lines if line not in known] == [], "printed effects that no run holds"
+    assert [line for line in run_notebooks.printed_effects(notebook) if line not in known] == [], \
+        "printed effects that no run holds"
