@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(run)
     run.add_argument("--reuse-from", metavar="RUN", help="a run of the same model, sizes and prompts that differs "
                      "only in selection, steering, alpha or filters: its prompts, directions, evaluation layers "
-                     "and unsteered completions are copied (hash-checked) instead of recomputed")
+                     "and unsteered completions are copied (hash-checked) instead of recomputed, and its steered "
+                     "steps too when it differs only in the selection and picked the same direction")
     add_concept_arguments(run)
     run.set_defaults(fn=_cmd_run)
     models = sub.add_parser("models", help="list the shipped offline models")

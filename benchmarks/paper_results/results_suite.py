@@ -4,7 +4,9 @@ robustness experiments, each one ``cosmic-tl`` command writing one run folder un
 Main comparison (paper Table 1): COSMIC and the refusal-token baseline, each under ACE and LCE, on
 one model. The four runs of a model share their prompts, candidate directions, evaluation layers and
 unsteered replies: the first computes them, the others take them (hash-checked) with
-``--reuse-from``. The baseline uses its COSMIC-repo variant under both rules: Arditi's variant
+``--reuse-from``. Each refusal-token run names the COSMIC run of its steering rule, so when the two
+methods pick the same direction it also takes that run's steered replies, verdicts, metrics and
+TruthfulQA: the same computation on the same inputs, done once. The baseline uses its COSMIC-repo variant under both rules: Arditi's variant
 filters the prompts by refusal score, which would give the two methods different test inputs.
 
 Sizes (``--preset demo``): 128 + 128 train prompts, 16 + 16 validation, 64 + 64 test prompts,
@@ -44,14 +46,20 @@ class Spec:
 
 
 def main_comparison(model: str) -> list[Spec]:
-    """The four runs of ``model``: COSMIC / refusal-token × LCE / ACE; the first computes the shared steps."""
-    first = f"{SHORT[model]}/{CELLS[0][0]}-{CELLS[0][1]}"
-    return [Spec(f"{SHORT[model]}/{selection}-{steering}", "main",
+    """The four runs of ``model``: COSMIC / refusal-token × LCE / ACE; the first computes the shared
+    steps, and each refusal-token run's sibling is the COSMIC run of its rule."""
+    def name(selection: str, steering: str) -> str:
+        return f"{SHORT[model]}/{selection}-{steering}"
+
+    def sibling(selection: str, steering: str) -> str | None:
+        return None if (selection, steering) == CELLS[0] else name("cosmic", steering if selection != "cosmic" else "lce")
+
+    return [Spec(name(selection, steering), "main",
                  ("run", "--model", model, "--selection", selection, "--refusal-token-variant", "cosmic-repo",
                   "--steering", steering, *SETTINGS),
-                 sibling=None if i == 0 else first, what=f"{selection} selection, {steering.upper()}",
+                 sibling=sibling(selection, steering), what=f"{selection} selection, {steering.upper()}",
                  tags={"model": model, "selection": selection, "steering": steering})
-            for i, (selection, steering) in enumerate(CELLS)]
+            for selection, steering in CELLS]
 
 
 def robustness() -> list[Spec]:

@@ -13,6 +13,11 @@ files of those steps from it instead of recomputing them:
 - each file is copied only when its bytes still hash to what the sibling's step marker recorded;
   a step the sibling has not finished, or whose files changed, is computed here instead (logged);
 - the copied files are this run's own from then on: its step markers record them as any step's.
+
+Runs that differ only in :data:`PICK_ONLY_FIELDS` (how the candidate is chosen) and then pick the
+same direction steer, judge and measure it identically, so they also share the steered
+completions, the verdicts, the metrics and TruthfulQA (:func:`why_not_same_direction`): checked when
+those steps start, after this run's own selection; a different pick computes them here.
 """
 
 from __future__ import annotations
@@ -34,6 +39,14 @@ SELECTION_ONLY_FIELDS = frozenset({
 })
 """Configuration fields that change only the selection, the steered conditions or the judging: runs
 differing only in these share their prompts, directions, evaluation layers and unsteered replies."""
+
+
+PICK_ONLY_FIELDS = frozenset({"selection", "refusal_token_variant", "kl_threshold", "prune_fraction"})
+"""Configuration fields that change only which candidate is picked: once two runs differing only in
+these pick the same direction, everything after the selection is the same computation."""
+
+DIRECTION_FILE = "selection/direction.safetensors"
+"""The chosen direction's tensors (vector, and ACE's reference): equal bytes, equal direction."""
 
 
 class SiblingError(ValueError):
@@ -97,11 +110,31 @@ def verified_files(sibling: Path, step: str) -> tuple[dict[str, bytes] | None, s
     return out, ""
 
 
-def from_sibling(step: Step, sibling: Path) -> Step:
-    """``step``, taking its files from ``sibling`` when it finished there intact, computing them otherwise."""
+def why_not_same_direction(sibling: Path, ctx: StepContext) -> str | None:
+    """Why the steps after the selection cannot be taken from ``sibling`` (None when they can): it
+    must differ from this run only in :data:`PICK_ONLY_FIELDS` and have picked byte-identical
+    direction tensors (this run's selection is finished when a steered step starts)."""
+    record = read_run_record(sibling) or {}
+    theirs, mine = record.get("config") or {}, ctx.config.to_dict()
+    differ = sorted(k for k in set(mine) | set(theirs) if k not in PICK_ONLY_FIELDS and mine.get(k) != theirs.get(k))
+    if differ:
+        return f"the sibling has {differ[0]} = {theirs.get(differ[0])!r}, this run {mine.get(differ[0])!r}"
+    files, why = verified_files(sibling, "selection")
+    if files is None:
+        return f"its selection: {why}"
+    if files.get(DIRECTION_FILE) != ctx.path(DIRECTION_FILE).read_bytes():
+        return "the sibling picked another direction"
+    return None
+
+
+def from_sibling(step: Step, sibling: Path,
+                 condition: Callable[[Path, StepContext], str | None] | None = None) -> Step:
+    """``step``, taking its files from ``sibling`` when it finished there intact (and ``condition``,
+    when given, names no reason against it), computing them otherwise."""
 
     def fn(ctx: StepContext) -> None:
-        files, why = verified_files(sibling, step.name)
+        why = condition(sibling, ctx) if condition is not None else None
+        files, why = (None, why) if why else verified_files(sibling, step.name)
         if files is None:
             ctx.log(f"  computing it here: {why}")
             step.fn(ctx)
@@ -113,7 +146,14 @@ def from_sibling(step: Step, sibling: Path) -> Step:
     return Step(step.name, fn)
 
 
-def share_steps(steps: Sequence[Step], shared: Iterable[str], sibling: Path | None) -> list[Step]:
-    """``steps`` with those named in ``shared`` taken from ``sibling`` (unchanged when there is none)."""
-    shared = set(shared)
-    return [from_sibling(s, sibling) if sibling is not None and s.name in shared else s for s in steps]
+def share_steps(steps: Sequence[Step], shared: Iterable[str], sibling: Path | None,
+                after_selection: Iterable[str] = ()) -> list[Step]:
+    """``steps`` with those named in ``shared`` taken from ``sibling``, and those named in
+    ``after_selection`` taken from it when both runs picked the same direction
+    (:func:`why_not_same_direction`); unchanged when there is no sibling."""
+    if sibling is None:
+        return list(steps)
+    shared, after_selection = set(shared), set(after_selection)
+    return [from_sibling(s, sibling) if s.name in shared
+            else from_sibling(s, sibling, why_not_same_direction) if s.name in after_selection else s
+            for s in steps]

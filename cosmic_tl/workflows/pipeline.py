@@ -59,7 +59,9 @@ def pipeline_steps(config: RunConfig, concept: Concept | None = None, sibling: P
         config: The run configuration.
         concept: What the prompts contrast (default: the configuration's, refusal when it names none).
         sibling: A run checked by :func:`~cosmic_tl.runs.sibling.check_sibling`: the steps that do not
-            depend on the selection or steering (:func:`shared_step_names`) are taken from it.
+            depend on the selection or steering (:func:`shared_step_names`) are taken from it, and
+            those after the selection (:func:`after_selection_step_names`) too when it picked the
+            same direction with the same steering.
     """
     concept = concept or config.build_concept()
     arditi = uses_arditi_filter(config)
@@ -77,7 +79,7 @@ def pipeline_steps(config: RunConfig, concept: Concept | None = None, sibling: P
         template_step(),
         figures_step(run_figures),
     ]
-    return share_steps(steps, shared_step_names(concept), sibling)
+    return share_steps(steps, shared_step_names(concept), sibling, after_selection_step_names(concept))
 
 
 def shared_step_names(concept: Concept) -> set[str]:
@@ -85,6 +87,14 @@ def shared_step_names(concept: Concept) -> set[str]:
     the prompts, the candidate directions, the evaluation layers and the unsteered completions."""
     unsteered = {completions_step(c).name for c in concept_conditions(concept) if not c.interventions}
     return {"data", "directions", "eval_layers", *unsteered}
+
+
+def after_selection_step_names(concept: Concept) -> set[str]:
+    """Steps two runs differing only in :data:`~cosmic_tl.runs.sibling.PICK_ONLY_FIELDS` share when
+    they pick the same direction: the steered completions, the verdicts, the metrics and TruthfulQA
+    (the template tokens and figures are cheap and name their own run)."""
+    steered = {completions_step(c).name for c in concept_conditions(concept) if c.interventions}
+    return {*steered, "judges", "lengths", "metrics", "capabilities"}
 
 
 def open_pipeline_folder(config: RunConfig, out: str | os.PathLike, concept: Concept | None = None) -> RunFolder:

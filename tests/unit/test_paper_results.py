@@ -35,7 +35,15 @@ def test_the_suite_covers_both_qwen_models_in_every_cell_and_shares_steps_within
         cells = [s for s in specs if s.group == "main" and s.tags["model"] == model]
         assert {(s.tags["selection"], s.tags["steering"]) for s in cells} == set(CELLS)
         first, *rest = cells
-        assert first.sibling is None and {s.sibling for s in rest} == {first.name}
+        by_cell = {(s.tags["selection"], s.tags["steering"]): s.name for s in cells}
+        assert first.sibling is None
+        # Every sibling is made earlier; a refusal-token run's is the COSMIC run of its rule, so a
+        # shared pick shares the steered steps too.
+        assert all(s.sibling in [c.name for c in cells[:i]] for i, s in enumerate(cells) if i)
+        assert {s.sibling for s in rest if s.tags["selection"] == "refusal-token"} == \
+            {by_cell[("cosmic", "lce")], by_cell[("cosmic", "ace")]}
+        assert all(s.sibling == by_cell[("cosmic", s.tags["steering"])]
+                   for s in rest if s.tags["selection"] == "refusal-token")
         # Siblings differ only in the selection and the rule (else --reuse-from refuses them).
         strip = lambda s: [a for a in s.args if a not in ("cosmic", "refusal-token", "lce", "ace")]  # noqa: E731
         assert len({tuple(strip(s)) for s in cells}) == 1
@@ -46,7 +54,7 @@ def test_the_suite_covers_both_qwen_models_in_every_cell_and_shares_steps_within
 
 def _tiny_suite(model_dir: Path) -> list[Spec]:
     cells = [Spec(f"tiny/{sel}-{st}", "main", ("run", "--model", str(model_dir), "--selection", sel, "--steering", st,
-                                               *TINY), sibling=None if i == 0 else "tiny/cosmic-lce",
+                                               *TINY), sibling=None if i == 0 else f"tiny/cosmic-{st if sel != 'cosmic' else 'lce'}",
                   tags={"model": str(model_dir), "selection": sel, "steering": st})
              for i, (sel, st) in enumerate(CELLS)]
     return cells + [Spec("tiny/adversarial", "robustness", ("adversarial",), tags={"model": str(model_dir),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -10,12 +11,14 @@ import pytest
 
 from cosmic_tl.cli import main
 from cosmic_tl.config import RunConfig
-from cosmic_tl.runs.sibling import SELECTION_ONLY_FIELDS, SiblingError
+from cosmic_tl.runs.sibling import PICK_ONLY_FIELDS, SELECTION_ONLY_FIELDS, SiblingError
 from cosmic_tl.workflows import run_pipeline
 
 SIZES = dict(preset="tiny", n_train=6, n_val=4, n_test=3, max_new_tokens=4, layer_stride=3, n_truthfulqa=4,
              batch_size=4, gen_batch_size=4, device="cpu")
 SHARED = ("data", "directions", "eval_layers", "completions_harmful_baseline", "completions_harmless_baseline")
+AFTER_SELECTION = ("completions_harmful_ablation", "completions_harmless_addition", "judges", "lengths", "metrics",
+                   "capabilities")
 QUIET = dict(progress=False, log=lambda s: None)
 
 
@@ -47,6 +50,54 @@ def test_sibling_steps_are_copied_and_equal_a_run_from_scratch(lce_run, tiny_mod
     assert _files(tmp_path / "shared", "selection") == _files(tmp_path / "alone", "selection")
     assert _files(tmp_path / "shared", "selection") != _files(lce_run, "selection")
     assert shared["effects"] == alone["effects"]
+
+
+def test_the_same_pick_shares_the_steered_steps_and_equals_a_run_from_scratch(lce_run, tiny_model, tiny_model_dir,
+                                                                              tmp_path):
+    # COSMIC ignores the refusal-token variant, so this run picks the sibling's direction by construction.
+    config = _config(tiny_model_dir, steering="lce", refusal_token_variant="arditi")
+    lines: list[str] = []
+    shared = run_pipeline(config, tmp_path / "shared", model=tiny_model, sibling=lce_run, progress=False,
+                          log=lines.append)
+    alone = run_pipeline(config, tmp_path / "alone", model=tiny_model, **QUIET)
+    assert sum("taken from" in line for line in lines) == len(SHARED) + len(AFTER_SELECTION)
+    for step in AFTER_SELECTION:
+        assert _files(tmp_path / "shared", step) == _files(lce_run, step) == _files(tmp_path / "alone", step)
+    assert shared["effects"] == alone["effects"]
+
+
+def _repick(run, tmp_path):
+    """A copy of ``run`` that picked another direction: its direction bytes and selection marker agree."""
+    sibling = shutil.copytree(run, tmp_path / "repicked")
+    rel = "selection/direction.safetensors"
+    data = bytearray((sibling / rel).read_bytes())
+    data[-1] ^= 1
+    (sibling / rel).write_bytes(bytes(data))
+    marker = sibling / "steps" / "selection.json"
+    record = json.loads(marker.read_text())
+    record["files"][rel]["sha256"] = hashlib.sha256(bytes(data)).hexdigest()
+    marker.write_text(json.dumps(record))
+    return sibling
+
+
+def test_another_pick_computes_the_steered_steps_here(lce_run, tiny_model, tiny_model_dir, tmp_path):
+    sibling = _repick(lce_run, tmp_path)
+    lines: list[str] = []
+    run_pipeline(_config(tiny_model_dir, steering="lce"), tmp_path / "run", model=tiny_model, sibling=sibling,
+                 progress=False, log=lines.append)
+    assert sum("taken from" in line for line in lines) == len(SHARED)
+    assert sum("computing it here: the sibling picked another direction" in line for line in lines) \
+        == len(AFTER_SELECTION)
+    for step in AFTER_SELECTION:  # recomputed with this run's (the original) direction
+        assert _files(tmp_path / "run", step) == _files(lce_run, step)
+
+
+def test_other_steering_computes_the_steered_steps_here(lce_run, tiny_model, tiny_model_dir, tmp_path):
+    lines: list[str] = []
+    run_pipeline(_config(tiny_model_dir, steering="ace"), tmp_path / "run", model=tiny_model, sibling=lce_run,
+                 progress=False, log=lines.append)
+    assert sum("computing it here: the sibling has steering = 'lce', this run 'ace'" in line for line in lines) \
+        == len(AFTER_SELECTION)
 
 
 def test_an_edited_sibling_file_is_recomputed_not_copied(lce_run, tiny_model, tiny_model_dir, tmp_path):
@@ -85,6 +136,9 @@ def test_the_selection_only_fields_are_config_fields():
     fields = set(RunConfig().to_dict())
     assert SELECTION_ONLY_FIELDS <= fields
     assert not {"model", "seed", "system", "n_test", "max_new_tokens", "gen_batch_size", "dtype"} & SELECTION_ONLY_FIELDS
+    # Fields that change the steering or judging never let two runs share their steered replies.
+    assert PICK_ONLY_FIELDS < SELECTION_ONLY_FIELDS
+    assert not {"steering", "alpha", "judge_model", "parity_inplace"} & PICK_ONLY_FIELDS
 
 
 def test_cli_reuse_from_names_the_problem_in_one_line(lce_run, tiny_model_dir, tmp_path, capsys):
