@@ -29,12 +29,18 @@
 # and KL filter are computed on the normal model; the baseline is scored under the system prompt;
 # each chosen direction then steers the normal model (ablation on harmful test prompts, addition on
 # harmless ones), next to the COSMIC direction extracted normally (the paper's "gennorm").
+#
+# It reads the committed run of `make results` (`results/runs/qwen-0.5b/adversarial`: 64 + 64 test
+# prompts, 128-token replies, LCE, Qwen's own system turn, α = 1.5), the size where the effects can
+# be significant; that run took about an hour on 2 CPU cores. With `RESULTS = None` it runs the
+# experiment here instead, at `SIZE` (ACE).
 
 # %% tags=["parameters"]
 # SIZE: "ci" (a smoke test with tiny sizes), "small" (the effects on a CPU) or "paper" (the paper's
 # sizes; use a GPU); None reads COSMIC_TL_NOTEBOOK_SIZE (default "small", "ci" where CI is set).
 SIZE = None
-MODEL = "qwen2.5-coder-0.5b-instruct"
+MODEL = "qwen2.5-coder-0.5b-instruct"  # the model of the run made here (RESULTS = None); else the run's
+RESULTS = "../results/runs/qwen-0.5b/adversarial"  # a finished adversarial run, relative to this folder
 
 # %%
 import pandas as pd
@@ -59,6 +65,11 @@ print(NB)
 # Two harmless test prompts answered with and without the system prompt.
 
 # %%
+experiment = ct.open_run(RESULTS) if RESULTS is not None else None  # verified against its step markers
+if experiment is not None:
+    MODEL = experiment.config["model"]
+    print(f"read {RESULTS}: {MODEL}, {experiment.config['steering'].upper()}, "
+          f"{experiment.config['resolved_sizes']['n_test']} + {experiment.config['resolved_sizes']['n_test']} test prompts")
 model = ct.load_model(MODEL)
 config = ct.RunConfig(model=MODEL, steering="ace", **NB.run_sizes)
 sample = ct.sample_paper(n_train=config.sizes.n_train, n_val=config.sizes.n_val, n_test=config.sizes.n_test)
@@ -76,7 +87,8 @@ display(demo)
 # ## The experiment
 
 # %%
-experiment = NB.experiment(run_adversarial, config, label="adversarial-ace", model=model)  # a Run, with one sub-run per direction
+if experiment is None:  # a Run, with one sub-run per direction
+    experiment = NB.experiment(run_adversarial, config, label="adversarial-ace", model=model)
 comparison = comparison_table(experiment)
 
 # %% [markdown]

