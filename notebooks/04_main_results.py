@@ -26,7 +26,8 @@
 # COSMIC and the refusal-token baseline (its COSMIC-repo variant, so both see the same prompts),
 # each under ACE and LCE, at the demo's sizes (64 + 64 test prompts that selection never saw,
 # 128-token greedy replies, Qwen's system turn, α = 1.5). The four runs share their prompts,
-# candidate directions, evaluation layers and unsteered replies. It runs nothing: the sizes where
+# candidate directions, evaluation layers and unsteered replies; the last section reads the same four
+# runs of every other model in `results/runs/`. It runs nothing: the sizes where
 # these effects can be significant take about an hour on 2 CPU cores (`make results` makes them).
 #
 # Refusal is read by the headline judge, `refusal_stance` (κ = 0.98 against 384 read labels); the
@@ -137,7 +138,28 @@ display(pd.DataFrame(agreement).loc[["cosmic_pick", "refusal_token_pick", "exact
                                      "cosine_picks", "spearman", "n_spearman"]])
 
 # %% [markdown]
-# ## What we observed on this model
+# ## Every model in `results/`
+#
+# The same four runs on each model whose main comparison `make results` has finished (the table of
+# `results/README.md`, read here from the runs themselves): each run's pick and the headline judge's
+# refusal under each intervention against the unsteered replies of the same prompts.
+
+# %%
+models = {}
+for model_dir in sorted(Path(RESULTS).parent.iterdir()):
+    if all((model_dir / folder / "report.md").is_file() for folder in folders.values()):
+        models[model_dir.name] = {label: ct.open_run(model_dir / folder) for label, folder in folders.items()}
+across = pd.DataFrame([
+    {"model": run.config["model"], "run": label,
+     "pick (position, layer)": (run.summary()["selection"]["position"], run.summary()["selection"]["layer"]),
+     "prompts": e.dataset, "no intervention": e.baseline_text, "with intervention": e.steered_text,
+     "p (McNemar)": e.p_value, "verdict": e.outcome}
+    for found in models.values() for label, run in found.items() for e in effects(run) if e.judge == JUDGE
+])
+display(across.set_index(["model", "run", "prompts"]))
+
+# %% [markdown]
+# ## What we observed
 
 # %%
 for label, run in runs.items():
@@ -150,6 +172,15 @@ for rule, a in agreement.items():
     print(f"- {rule}: COSMIC picks {a['cosmic_pick']}, the refusal-token baseline {a['refusal_token_pick']} "
           f"(exact match: {a['exact_match']}, |Δlayer| = {a['abs_delta_layer']}, cosine of the directions {cosine}); "
           f"Spearman over {a['n_spearman']} candidates: {rho}.")
+for name, found in models.items():
+    if found["COSMIC · LCE"].root.resolve() == runs["COSMIC · LCE"].root.resolve():
+        continue  # the model above
+    print(f"- {found['COSMIC · LCE'].config['model']} ({name}):")
+    for label, run in found.items():
+        s = run.summary()["selection"]
+        print(f"  - {label}: pick ({s['position']}, {s['layer']}); refusal on the test prompts:")
+        for effect in (e for e in effects(run) if e.judge == JUDGE):
+            print(f"    - {effect}")
 sizes = runs["COSMIC · LCE"].config["resolved_sizes"]
 print(f"- Sizes: {sizes['n_test']} harmful and {sizes['n_test']} harmless test prompts, "
       f"{sizes['max_new_tokens']} new tokens; results/README.md compares the two methods' steered replies "
