@@ -15,6 +15,6 @@ def cpu_name() -> str:
 
 def gpu_name() -> str:
     """The first CUDA device's name, or ``"no GPU"``."""
-    import torch  # imported here: make_results records the machine without needing torch's start-up
+    import torch  # imported when called: importing this module (make_results does at start-up) needs no torch
 
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"

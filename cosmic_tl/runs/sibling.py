@@ -49,6 +49,11 @@ DIRECTION_FILE = "selection/direction.safetensors"
 """The chosen direction's tensors (vector, and ACE's reference): equal bytes, equal direction."""
 
 
+def first_difference(mine: dict, theirs: dict, ignored: frozenset[str]) -> str | None:
+    """The first configuration field (sorted by name), outside ``ignored``, where two runs differ."""
+    return next((k for k in sorted(set(mine) | set(theirs)) if k not in ignored and mine.get(k) != theirs.get(k)), None)
+
+
 class SiblingError(ValueError):
     """A run cannot take steps from the named sibling (one line: which run, what differs)."""
 
@@ -76,10 +81,8 @@ def check_sibling(sibling: str | os.PathLike, config: RunConfig, concept_record:
         raise SiblingError(f"--reuse-from {root}: Arditi's data filter makes the prompts depend on the selection, "
                            "so its runs share no steps; use --refusal-token-variant cosmic-repo or leave it out.")
     mine, theirs = config.to_dict(), record["config"]
-    differ = sorted(k for k in set(mine) | set(theirs)
-                    if k not in SELECTION_ONLY_FIELDS and mine.get(k) != theirs.get(k))
-    if differ:
-        k = differ[0]
+    k = first_difference(mine, theirs, SELECTION_ONLY_FIELDS)
+    if k is not None:
         raise SiblingError(f"--reuse-from {root}: that run has {k} = {theirs.get(k)!r}, this one {mine.get(k)!r} "
                            f"(runs share steps only when they differ in {', '.join(sorted(SELECTION_ONLY_FIELDS))}); "
                            "name a run of the same settings or leave it out.")
@@ -116,9 +119,9 @@ def why_not_same_direction(sibling: Path, ctx: StepContext) -> str | None:
     direction tensors (this run's selection is finished when a steered step starts)."""
     record = read_run_record(sibling) or {}
     theirs, mine = record.get("config") or {}, ctx.config.to_dict()
-    differ = sorted(k for k in set(mine) | set(theirs) if k not in PICK_ONLY_FIELDS and mine.get(k) != theirs.get(k))
-    if differ:
-        return f"the sibling has {differ[0]} = {theirs.get(differ[0])!r}, this run {mine.get(differ[0])!r}"
+    k = first_difference(mine, theirs, PICK_ONLY_FIELDS)
+    if k is not None:
+        return f"the sibling has {k} = {theirs.get(k)!r}, this run {mine.get(k)!r}"
     files, why = verified_files(sibling, "selection")
     if files is None:
         return f"its selection: {why}"
