@@ -76,14 +76,21 @@ print(f"{len(runs)} runs of {runs['COSMIC · LCE'].config['model']} read from {R
 
 # %%
 headline = {label: [e for e in effects(run) if e.judge == JUDGE] for label, run in runs.items()}
-rows = []
-for label, run in runs.items():
-    s = run.summary()
-    for e in headline[label]:
-        rows.append({"run": label, "pick (position, layer)": (s["selection"]["position"], s["selection"]["layer"]),
-                     "prompts": e.dataset, "intervention": e.condition, "no intervention": e.baseline_text,
-                     "with intervention": e.steered_text, "p (McNemar)": e.p_value, "verdict": e.outcome})
-results = pd.DataFrame(rows).set_index(["run", "prompts"])
+
+
+def effect_rows(found: dict) -> list[dict]:
+    """One row per headline-judge effect of each run in ``found`` (label -> run), with the run's pick."""
+    rows = []
+    for label, run in found.items():
+        s = run.summary()["selection"]
+        rows += [{"model": run.config["model"], "run": label, "pick (position, layer)": (s["position"], s["layer"]),
+                  "prompts": e.dataset, "intervention": e.condition, "no intervention": e.baseline_text,
+                  "with intervention": e.steered_text, "p (McNemar)": e.p_value, "verdict": e.outcome}
+                 for e in effects(run) if e.judge == JUDGE]
+    return rows
+
+
+results = pd.DataFrame(effect_rows(runs)).drop(columns="model").set_index(["run", "prompts"])
 display(results)
 
 # %%
@@ -145,42 +152,38 @@ display(pd.DataFrame(agreement).loc[["cosmic_pick", "refusal_token_pick", "exact
 # refusal under each intervention against the unsteered replies of the same prompts.
 
 # %%
-models = {}
-for model_dir in sorted(Path(RESULTS).parent.iterdir()):
-    if all((model_dir / folder / "report.md").is_file() for folder in folders.values()):
-        models[model_dir.name] = {label: ct.open_run(model_dir / folder) for label, folder in folders.items()}
-across = pd.DataFrame([
-    {"model": run.config["model"], "run": label,
-     "pick (position, layer)": (run.summary()["selection"]["position"], run.summary()["selection"]["layer"]),
-     "prompts": e.dataset, "no intervention": e.baseline_text, "with intervention": e.steered_text,
-     "p (McNemar)": e.p_value, "verdict": e.outcome}
-    for found in models.values() for label, run in found.items() for e in effects(run) if e.judge == JUDGE
-])
+models = {  # the model above keeps its opened runs; the others are opened (and verified) here
+    model_dir.name: runs if model_dir.resolve() == Path(RESULTS).resolve()
+    else {label: ct.open_run(model_dir / folder) for label, folder in folders.items()}
+    for model_dir in sorted(Path(RESULTS).parent.iterdir())
+    if all((model_dir / folder / "report.md").is_file() for folder in folders.values())
+}
+across = pd.DataFrame([row for found in models.values() for row in effect_rows(found)])
 display(across.set_index(["model", "run", "prompts"]))
 
 # %% [markdown]
 # ## What we observed
 
 # %%
-for label, run in runs.items():
-    s = run.summary()["selection"]
-    print(f"- {label}: pick ({s['position']}, {s['layer']}); refusal on the test prompts:")
-    for effect in headline[label]:
-        print(f"  - {effect}")
+def describe(found: dict, indent: str = "") -> None:
+    """Each run's pick and its headline-judge effects, one line each."""
+    for label, run in found.items():
+        s = run.summary()["selection"]
+        print(f"{indent}- {label}: pick ({s['position']}, {s['layer']}); refusal on the test prompts:")
+        for effect in (e for e in effects(run) if e.judge == JUDGE):
+            print(f"{indent}  - {effect}")
+
+
+describe(runs)
 for rule, a in agreement.items():
     cosine, rho = ("n/a" if a[k] is None else f"{a[k]:.3f}" for k in ("cosine_picks", "spearman"))
     print(f"- {rule}: COSMIC picks {a['cosmic_pick']}, the refusal-token baseline {a['refusal_token_pick']} "
           f"(exact match: {a['exact_match']}, |Δlayer| = {a['abs_delta_layer']}, cosine of the directions {cosine}); "
           f"Spearman over {a['n_spearman']} candidates: {rho}.")
 for name, found in models.items():
-    if found["COSMIC · LCE"].root.resolve() == runs["COSMIC · LCE"].root.resolve():
-        continue  # the model above
-    print(f"- {found['COSMIC · LCE'].config['model']} ({name}):")
-    for label, run in found.items():
-        s = run.summary()["selection"]
-        print(f"  - {label}: pick ({s['position']}, {s['layer']}); refusal on the test prompts:")
-        for effect in (e for e in effects(run) if e.judge == JUDGE):
-            print(f"    - {effect}")
+    if found is not runs:  # the model above is described already
+        print(f"- {found['COSMIC · LCE'].config['model']} ({name}):")
+        describe(found, indent="  ")
 sizes = runs["COSMIC · LCE"].config["resolved_sizes"]
 print(f"- Sizes: {sizes['n_test']} harmful and {sizes['n_test']} harmless test prompts, "
       f"{sizes['max_new_tokens']} new tokens; results/README.md compares the two methods' steered replies "
